@@ -1,0 +1,179 @@
+"""The one configuration schema: dataclass defaults, a YAML per task, overrides on top.
+
+Unknown keys are an error so that a typo never silently trains the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from facecmp.errors import FacecmpError
+
+TASKS = ("identity", "mask", "expression")
+TASK_CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class CropConfig:
+    """How a face crop is cut from an image: the convention recorded in meta.json."""
+
+    method: str = "center"  # none | center | align
+    fraction: float = 1.0  # center: crop side as a fraction of the image's shorter side
+    detector: str = "mtcnn"  # align: the landmark detector
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; never applied at inference."""
+
+    hflip: bool = True
+    shift: float = 0.0  # max translation as a fraction of the input size
+    scale: float = 0.0  # max relative zoom in or out
+    rotate: float = 0.0  # max rotation in degrees
+    brightness: float = 0.0  # max relative brightness/contrast change
+    erase: float = 0.0  # probability of erasing a random rectangle
+
+
+@dataclass
+class DataConfig:
+    """Input geometry, colour, normalisation and how the training set is split."""
+
+    input_size: int = 64
+    color: str = "rgb"  # rgb | gray (gray is replicated to three channels)
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    crop: CropConfig = field(default_factory=CropConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    layout: str = "identities"  # identities: root/<class>/*; splits: root/<split>/<class>/*
+    splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])
+    min_images: int = 2
+    split: str = "image"  # image: hold out images of every class; identity: hold out classes
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and head."""
+
+    arch: str = "resnet18"
+    activation: str = "relu"  # relu | leaky_relu | prelu
+    head: str = "linear"  # linear | arcface | cosface
+    margin: float = 0.3
+    scale: float = 32.0
+    margin_warmup_epochs: int = 0
+    dropout: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser, schedule and stopping."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # cosine | constant
+    patience: int = 5  # early stopping on validation accuracy; 0 disables
+    loss: str = "ce"  # ce | focal
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    num_workers: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """Everything one training run needs."""
+
+    task: str = "identity"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_CHOICES = {
+    ("data", "color"): ("rgb", "gray"),
+    ("data", "layout"): ("identities", "splits"),
+    ("data", "split"): ("image", "identity"),
+    ("data", "crop", "method"): ("none", "center", "align"),
+    ("data", "crop", "detector"): ("mtcnn", "haar"),
+    ("model", "activation"): ("relu", "leaky_relu", "prelu"),
+    ("model", "head"): ("linear", "arcface", "cosface"),
+    ("train", "lr_schedule"): ("cosine", "constant"),
+    ("train", "loss"): ("ce", "focal"),
+}
+
+
+def _merge(obj: Any, values: dict, where: str) -> Any:
+    """Return a copy of dataclass obj with values applied; unknown keys raise."""
+    if not isinstance(values, dict):
+        raise FacecmpError(f"config {where or 'root'}: expected a mapping, got {values!r}")
+    known = {f.name: f for f in dataclasses.fields(obj)}
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            raise FacecmpError(f"config: unknown key '{where}{key}' (known: {', '.join(known)})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            changes[key] = _merge(current, value or {}, f"{where}{key}.")
+        else:
+            changes[key] = value
+    return dataclasses.replace(obj, **changes)
+
+
+def _check(cfg: Config) -> None:
+    if cfg.task not in TASKS:
+        raise FacecmpError(f"config: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
+    for path, allowed in _CHOICES.items():
+        value: Any = cfg
+        for part in path:
+            value = getattr(value, part)
+        if value not in allowed:
+            name = ".".join(path)
+            raise FacecmpError(f"config: {name} must be one of {', '.join(allowed)}, got '{value}'")
+    if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
+        raise FacecmpError("config: train.epochs and train.batch_size must be at least 1")
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping, with a one-line error for a missing or malformed file."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise FacecmpError(f"config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise FacecmpError(f"config {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise FacecmpError(f"config {path}: expected a mapping at the top level")
+    return values
+
+
+def load_config(task: str, path: Path | None = None, overrides: dict | None = None) -> Config:
+    """Resolve a config: schema defaults, then the task's YAML, then a user YAML, then overrides."""
+    if task not in TASKS:
+        raise FacecmpError(f"unknown task '{task}' (choose {', '.join(TASKS)})")
+    cfg = _merge(Config(), read_yaml(TASK_CONFIG_DIR / f"{task}.yaml"), "")
+    cfg = dataclasses.replace(cfg, task=task)
+    if path is not None:
+        cfg = _merge(cfg, read_yaml(path), "")
+    cfg = _merge(cfg, overrides or {}, "")
+    _check(cfg)
+    return cfg
+
+
+def config_from_dict(values: dict) -> Config:
+    """Rebuild a resolved config (as written beside a run) from its dict."""
+    cfg = _merge(Config(), values, "")
+    _check(cfg)
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config as YAML."""
+    Path(path).write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -1,0 +1,153 @@
+"""Face image folders (root/<class>/*.jpg, the VGGFace2 layout) and their prepared crops."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecmp.errors import FacecmpError
+from facecmp.images import is_image_name
+from facecmp.preprocess import load_face
+
+
+@dataclass
+class FaceFolder:
+    """Labelled image paths gathered from one or more class folders."""
+
+    classes: list[str]
+    paths: list[Path]
+    labels: np.ndarray
+    dropped_classes: dict[str, int] = field(default_factory=dict)  # name -> images it had
+
+    def summary(self) -> dict[str, Any]:
+        """Counts for reports and meta.json."""
+        return {"classes": len(self.classes), "images": len(self.paths),
+                "classes_dropped_too_few_images": len(self.dropped_classes)}
+
+
+def data_root() -> Path:
+    """The shared data root: $FACECMP_DATA, else ../shared/data beside the working directory."""
+    return Path(os.environ.get("FACECMP_DATA", "../shared/data"))
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    if not root.exists():
+        raise FacecmpError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise FacecmpError(f"data folder {root} is not a directory")
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def scan_classes(roots: list[Path], min_images: int = 1, exclude: set[str] | None = None,
+                 prefix_roots: bool | None = None) -> FaceFolder:
+    """Collect root/<class>/<image> files; classes with fewer than min_images are dropped.
+
+    With several roots, class names are prefixed by the root's name so that two
+    data sets never merge their identities by accident.
+    """
+    exclude = exclude or set()
+    prefix = len(roots) > 1 if prefix_roots is None else prefix_roots
+    classes, paths, labels, dropped = [], [], [], {}
+    for root in roots:
+        for cdir in _class_dirs(Path(root)):
+            if cdir.name in exclude:
+                continue
+            files = sorted(p for p in cdir.iterdir() if p.is_file() and is_image_name(p))
+            name = f"{Path(root).name}/{cdir.name}" if prefix else cdir.name
+            if len(files) < max(1, min_images):
+                dropped[name] = len(files)
+                continue
+            paths += files
+            labels += [len(classes)] * len(files)
+            classes.append(name)
+    shown = ", ".join(str(r) for r in roots)
+    if not paths:
+        raise FacecmpError(f"no class folders with images in {shown} "
+                           f"(expected root/<class>/*.jpg, at least {min_images} per class)")
+    if len(classes) < 2:
+        raise FacecmpError(f"need at least 2 classes with {min_images}+ images in {shown}, "
+                           f"found {len(classes)}")
+    return FaceFolder(classes, paths, np.asarray(labels, dtype=np.int64), dropped)
+
+
+def split_indices(labels: np.ndarray, how: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded train/val split: 'image' holds out images of every class, 'identity' whole classes."""
+    rng = np.random.default_rng(seed)
+    if fraction <= 0:
+        return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
+    if how == "identity":
+        classes = np.unique(labels)
+        held = rng.permutation(classes)[: max(1, int(round(len(classes) * fraction)))]
+        val = np.isin(labels, held)
+    else:
+        val = np.zeros(len(labels), dtype=bool)
+        for c in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            # a class keeps at least one training image; singletons are never held out
+            n_val = min(len(idx) - 1, int(round(len(idx) * fraction)))
+            val[idx[:n_val]] = True
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
+    h = hashlib.sha1()
+    conv = {k: meta[k] for k in ("input_size", "color", "crop")}
+    h.update(json.dumps(conv, sort_keys=True).encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path:
+    """Where prepared crops are cached: $FACECMP_CACHE or ~/.cache/facecmp."""
+    return Path(os.environ.get("FACECMP_CACHE", Path.home() / ".cache" / "facecmp"))
+
+
+def prepare_crops(paths: list[Path], meta: dict[str, Any], progress: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode and crop every image once (cached on disk by file list and crop convention).
+
+    Returns (crops uint8 N x S x S x C, ok mask, one-line problems). Files that cannot be
+    read or hold no face are left out of the mask and reported, never fatal.
+    """
+    key = _cache_key(paths, meta)
+    cached = cache_dir() / f"crops-{key}.npz"
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as z:
+            return z["crops"], z["ok"], list(z["problems"])
+    size, chans = int(meta["input_size"]), 1 if meta.get("color") == "gray" else 3
+    crops = np.zeros((len(paths), size, size, chans), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    problems: list[str] = []
+    for i, path in enumerate(paths):
+        try:
+            crops[i] = load_face(path, meta).pixels
+            ok[i] = True
+        except FacecmpError as exc:
+            problems.append(str(exc))
+        if progress and (i + 1) % 500 == 0 or progress and i + 1 == len(paths):
+            print(f"\rpreparing crops: {i + 1}/{len(paths)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npz")
+    np.savez(tmp, crops=crops, ok=ok, problems=np.asarray(problems, dtype=str))
+    os.replace(tmp, cached)
+    return crops, ok, problems
+
+
+def read_identity_list(path: Path) -> set[str]:
+    """Identity names, one per line (blank lines and # comments ignored)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise FacecmpError(f"{path}: {exc.strerror or exc}") from None
+    return {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}

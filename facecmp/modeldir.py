@@ -1,0 +1,102 @@
+"""A model directory: weights plus meta.json, which holds everything inference needs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from facecmp.errors import FacecmpError
+
+META = "meta.json"
+BACKBONE = "backbone.pdparams"
+HEAD = "head.pdparams"
+REQUIRED_META = ("task", "arch", "activation", "input_size", "color", "crop", "mean", "std",
+                 "embedding_size")
+
+
+def read_meta(model_dir: str | Path) -> dict[str, Any]:
+    """Read and check a model directory's meta.json; one-line errors for bad directories."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FacecmpError(f"model directory {model_dir} does not exist")
+    path = model_dir / META
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FacecmpError(f"{model_dir} is not a facecmp model (no {META})") from None
+    except (OSError, ValueError) as exc:
+        raise FacecmpError(f"{path}: unreadable ({exc})") from None
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise FacecmpError(f"{path}: missing keys {', '.join(missing)}")
+    if not (model_dir / BACKBONE).is_file():
+        raise FacecmpError(f"{model_dir} has no {BACKBONE}")
+    return meta
+
+
+def write_meta(model_dir: str | Path, meta: dict[str, Any]) -> None:
+    """Write meta.json atomically, so an interrupted write never leaves a broken model."""
+    path = Path(model_dir) / META
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def update_meta(model_dir: str | Path, **changes: Any) -> dict[str, Any]:
+    """Change some meta.json fields in place (e.g. a calibrated threshold)."""
+    meta = read_meta(model_dir)
+    meta.update(changes)
+    write_meta(model_dir, meta)
+    return meta
+
+
+def _cast(state: dict, dtype: str) -> dict:
+    return {k: (v.astype(dtype) if str(v.dtype).endswith(("float32", "float16")) else v)
+            for k, v in state.items()}
+
+
+def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool,
+               half: bool = False) -> None:
+    """Save a FaceNet's backbone (and head) weights and meta.json into model_dir."""
+    import paddle
+
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    dtype = "float16" if half else "float32"
+    paddle.save(_cast(net.backbone.state_dict(), dtype), str(model_dir / BACKBONE))
+    if with_head:
+        paddle.save(_cast(net.head.state_dict(), dtype), str(model_dir / HEAD))
+    write_meta(model_dir, {**meta, "weights_dtype": dtype})
+
+
+def _load_state(layer, path: Path) -> None:
+    import paddle
+
+    try:
+        state = paddle.load(str(path))
+    except Exception as exc:  # paddle raises many types for a corrupt file
+        raise FacecmpError(f"{path}: cannot load weights ({type(exc).__name__})") from None
+    expected = layer.state_dict()
+    if set(state) != set(expected) or any(list(state[k].shape) != list(expected[k].shape)
+                                          for k in expected):
+        raise FacecmpError(f"{path}: weights do not match the architecture in {META}")
+    layer.set_state_dict(_cast(state, "float32"))
+
+
+def load_net(model_dir: str | Path, with_head: bool = False):
+    """Rebuild the network from a model directory, in eval mode; returns (net, meta)."""
+    from facecmp import models
+
+    meta = read_meta(model_dir)
+    classes = int(meta.get("num_classes") or 1)
+    head = models.build_head(meta.get("head", "linear"), classes) if with_head else None
+    net = models.FaceNet(models.Backbone(meta["arch"], meta["activation"]), head, 0.0)
+    _load_state(net.backbone, Path(model_dir) / BACKBONE)
+    if with_head:
+        if not (Path(model_dir) / HEAD).is_file():
+            raise FacecmpError(f"{model_dir} has no {HEAD} (is it an identity model?)")
+        _load_state(net.head, Path(model_dir) / HEAD)
+    net.eval()
+    return net, meta

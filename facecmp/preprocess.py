@@ -1,0 +1,99 @@
+"""Image -> network input, in exactly one place, driven by a model's metadata.
+
+Training data preparation and every inference command call these functions, so the
+crop, colour and normalisation used at inference are the ones the model was trained on.
+The metadata keys read here are: input_size, color, mean, std, crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from facecmp.images import load_rgb
+
+
+@dataclass
+class FaceCrop:
+    """A face crop ready for the network, with where it came from."""
+
+    pixels: np.ndarray  # input_size x input_size x channels, uint8
+    box: list[float] | None = None
+    landmarks: list[list[float]] | None = None
+    note: str | None = None
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def center_crop(rgb: np.ndarray, fraction: float) -> np.ndarray:
+    """The central square whose side is `fraction` of the image's shorter side."""
+    h, w = rgb.shape[:2]
+    side = max(2, int(round(min(h, w) * fraction)))
+    top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return rgb[top : top + side, left : left + side]
+
+
+def _detected_crop(rgb: np.ndarray, crop: dict, size: int, source: str) -> FaceCrop:
+    from facecmp import align, detect
+
+    face, note = detect.pick_face(detect.detect_faces(rgb, crop.get("detector", "mtcnn")), source)
+    box = [float(v) for v in face.box]
+    if face.landmarks is not None:
+        pixels = align.align_face(rgb, face.landmarks, size)
+        marks = np.asarray(face.landmarks, dtype=float).round(2).tolist()
+        return FaceCrop(pixels, box, marks, note)
+    return FaceCrop(align.center_crop_face(rgb, face.box, size), box, None, note)
+
+
+def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
+              detector: str | None = None) -> FaceCrop:
+    """Cut the face from an RGB image following the crop convention in meta.
+
+    `detector` overrides the convention's detector: "none" treats the image as a crop.
+    """
+    crop = dict(meta.get("crop") or {"method": "none"})
+    size = int(meta["input_size"])
+    if detector == "none":
+        crop["method"] = "center" if crop["method"] == "center" else "none"
+    elif detector is not None:
+        crop = {**crop, "method": "align", "detector": detector}
+    method = crop["method"]
+    if method == "align":
+        face = _detected_crop(rgb, crop, size, source)
+    elif method == "center":
+        face = FaceCrop(_resize(center_crop(rgb, float(crop.get("fraction", 1.0))), size))
+    else:
+        face = FaceCrop(_resize(rgb, size))
+    face.pixels = to_color(face.pixels, meta.get("color", "rgb"))
+    return face
+
+
+def to_color(rgb: np.ndarray, color: str) -> np.ndarray:
+    """Convert an RGB crop to the model's colour mode (gray keeps one channel)."""
+    if color == "gray":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[:, :, None]
+    return rgb
+
+
+def load_face(path: str | Path, meta: dict[str, Any], detector: str | None = None) -> FaceCrop:
+    """Read an image file and cut its face crop; raises FacecmpError on bad input."""
+    return crop_face(load_rgb(path), meta, str(path), detector)
+
+
+def to_tensor_batch(crops: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """uint8 N x H x W x C crops -> normalised float32 N x 3 x H x W network input."""
+    x = crops.astype(np.float32) / 255.0
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.shape[-1] == 1:
+        x = np.repeat(x, 3, axis=-1)
+    mean = np.asarray(meta["mean"], dtype=np.float32)
+    std = np.asarray(meta["std"], dtype=np.float32)
+    return np.ascontiguousarray(((x - mean) / std).transpose(0, 3, 1, 2))

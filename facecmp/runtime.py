@@ -1,0 +1,53 @@
+"""Process set-up that must happen before Paddle is imported, in one place.
+
+Paddle's bundled MKL takes a slow code path on AMD CPUs unless MKL_DEBUG_CPU_TYPE=5
+(measured here: ResNet18 training 16 -> 72 img/s), and OpenMP should use every core.
+The user's own environment always wins over these defaults.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from types import ModuleType
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _is_amd() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return "AuthenticAMD" in head
+
+
+def configure_environment() -> None:
+    """Set thread and MKL defaults unless the user already set them."""
+    threads = str(cpu_count())
+    os.environ.setdefault("OMP_NUM_THREADS", threads)
+    os.environ.setdefault("MKL_NUM_THREADS", threads)
+    if _is_amd():
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def import_paddle() -> ModuleType:
+    """Import Paddle after configure_environment(), without its start-up warnings."""
+    configure_environment()
+    # Paddle prints a multi-line OMP_NUM_THREADS notice and a ccache warning on import;
+    # neither is actionable for a user, so they are swallowed.
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        import paddle
+    paddle.disable_signal_handler()
+    return paddle

@@ -1,0 +1,247 @@
+"""Training with paddle.Model.fit: data, network, callbacks, and the run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecmp import datasets, modeldir, runlog
+from facecmp.augment import augment
+from facecmp.config import Config, config_from_dict, read_yaml, save_config
+from facecmp.errors import FacecmpError
+from facecmp.models import EMBEDDING_SIZE, build_net, paddle
+from facecmp.preprocess import to_tensor_batch
+
+
+class CropDataset(paddle.io.Dataset):
+    """Prepared uint8 crops -> (image, label, label); the label feeds margin heads too."""
+
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: dict, aug_cfg=None, seed: int = 0):
+        super().__init__()
+        self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.crops[i]
+        if self.aug_cfg is not None:
+            img = augment(img, self.aug_cfg, self.rng)
+        x = to_tensor_batch(img[None], self.meta)[0]
+        y = np.asarray([self.labels[i]], dtype=np.int64)
+        return x, y, y
+
+
+def preprocessing_meta(cfg: Config) -> dict[str, Any]:
+    """The preprocessing part of meta.json, taken from the config."""
+    d = cfg.data
+    return {"input_size": d.input_size, "color": d.color, "mean": list(d.mean),
+            "std": list(d.std), "crop": dataclasses.asdict(d.crop)}
+
+
+def _split_dir(root: Path, name: str) -> Path:
+    for child in sorted(root.iterdir()) if root.is_dir() else []:
+        if child.is_dir() and child.name.lower() == name.lower():
+            return child
+    raise FacecmpError(f"{root} has no '{name}' folder (layout: root/<split>/<class>/*)")
+
+
+def gather(cfg: Config, roots: list[Path], exclude: set[str]) -> tuple[datasets.FaceFolder, np.ndarray, np.ndarray]:
+    """Scan the data and split it; returns (folder, train indices, val indices)."""
+    d = cfg.data
+    if d.layout == "identities":
+        folder = datasets.scan_classes(roots, d.min_images, exclude)
+        train, val = datasets.split_indices(folder.labels, d.split, d.val_fraction, d.seed)
+        return folder, train, val
+    if len(roots) != 1:
+        raise FacecmpError("the 'splits' layout takes exactly one --data folder")
+    train_f = datasets.scan_classes([_split_dir(roots[0], d.splits[0])], d.min_images)
+    val_f = datasets.scan_classes([_split_dir(roots[0], d.splits[1])], 1)
+    unknown = set(val_f.classes) - set(train_f.classes)
+    if unknown:
+        raise FacecmpError(f"validation classes not in training data: {', '.join(sorted(unknown))}")
+    val_labels = np.asarray([train_f.classes.index(val_f.classes[l]) for l in val_f.labels])
+    folder = datasets.FaceFolder(train_f.classes, train_f.paths + val_f.paths,
+                                 np.concatenate([train_f.labels, val_labels]), train_f.dropped_classes)
+    n = len(train_f.paths)
+    return folder, np.arange(n), np.arange(n, len(folder.paths))
+
+
+class RunCallback(paddle.callbacks.Callback):
+    """Per-epoch bookkeeping: LR schedule, margin warm-up, log.csv, checkpoints, early stop."""
+
+    def __init__(self, cfg: Config, run_dir: Path, state: dict, meta: dict, has_val: bool):
+        super().__init__()
+        self.cfg, self.run_dir, self.state, self.meta, self.has_val = cfg, run_dir, state, meta, has_val
+        self.row: dict[str, Any] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        e, t = self.state["epoch"], self.cfg.train
+        lr = t.lr * (0.5 * (1 + math.cos(math.pi * e / t.epochs)) if t.lr_schedule == "cosine" else 1.0)
+        self.model._optimizer.set_lr(lr)
+        head = self.model.network.head
+        if hasattr(head, "margin") and self.cfg.model.margin_warmup_epochs > 0:
+            head.margin = self.cfg.model.margin * min(1.0, e / self.cfg.model.margin_warmup_epochs)
+        self.row = {"epoch": e + 1, "lr": round(lr, 8), "_t0": time.time()}
+        self.sums = {"train": [0.0, 0], "eval": [0.0, 0]}
+
+    def _add_loss(self, mode: str, logs) -> None:
+        # Paddle reports each batch's loss; the log wants the epoch mean
+        n = int((logs or {}).get("batch_size", 1))
+        self.sums[mode][0] += _scalar(logs.get("loss")) * n
+        self.sums[mode][1] += n
+
+    def _mean(self, mode: str) -> float | None:
+        total, n = self.sums[mode]
+        return round(total / n, 6) if n else None
+
+    def on_train_batch_end(self, step, logs=None):
+        self._add_loss("train", logs)
+
+    def on_eval_batch_end(self, step, logs=None):
+        self._add_loss("eval", logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.row.update(loss=self._mean("train"), acc=_scalar((logs or {}).get("acc")))
+        if not self.has_val:
+            self._finish()
+
+    def on_eval_end(self, logs=None):
+        self.row.update(val_loss=self._mean("eval"), val_acc=_scalar((logs or {}).get("acc")))
+        self._finish()
+
+    def _finish(self) -> None:
+        row = {**self.row, "seconds": round(time.time() - self.row.pop("_t0"), 1)}
+        st = self.state
+        st["epoch"] += 1
+        st["rows"].append(row)
+        score = row.get("val_acc") if self.has_val else row["acc"]
+        if score is not None and score > st.get("best", -1.0):
+            st.update(best=score, best_epoch=st["epoch"], wait=0)
+            modeldir.save_model(self.run_dir / "model", self.model.network,
+                                {**self.meta, "epochs_trained": st["epoch"]},
+                                with_head=self.cfg.task != "identity")
+        else:
+            st["wait"] = st.get("wait", 0) + 1
+        runlog.save_checkpoint(self.model, self.run_dir, st)
+        runlog.write_log(st["rows"], self.run_dir / "log.csv")
+        patience = self.cfg.train.patience
+        if self.has_val and patience > 0 and st["wait"] >= patience:
+            print(f"early stopping: no validation gain for {patience} epochs", flush=True)
+            self.model.stop_training = True
+
+
+def _scalar(v) -> float | None:
+    if v is None:
+        return None
+    v = v[0] if isinstance(v, (list, tuple)) else v
+    return round(float(np.asarray(v).reshape(-1)[0]), 6)
+
+
+class FocalLoss(paddle.nn.Layer):
+    """Focal loss (Lin et al.) for imbalanced classes, with optional label smoothing."""
+
+    def __init__(self, gamma: float = 2.0, label_smoothing: float = 0.0):
+        super().__init__()
+        self.gamma, self.smoothing = gamma, label_smoothing
+
+    def forward(self, logits, label):  # noqa: D102
+        logp = paddle.nn.functional.log_softmax(logits, axis=1)
+        onehot = paddle.nn.functional.one_hot(paddle.reshape(label, [-1]), logits.shape[1])
+        target = onehot * (1 - self.smoothing) + self.smoothing / logits.shape[1]
+        weight = (1 - paddle.exp(logp)) ** self.gamma
+        return paddle.mean(paddle.sum(-target * weight * logp, axis=1))
+
+
+def make_loss(cfg: Config):
+    """Cross-entropy (with label smoothing) or focal loss, per the config."""
+    t = cfg.train
+    if t.loss == "focal":
+        return FocalLoss(t.focal_gamma, t.label_smoothing)
+    return paddle.nn.CrossEntropyLoss(label_smoothing=float(t.label_smoothing))
+
+
+def _start_state(cfg: Config, out: Path, resume: bool) -> tuple[Config, dict]:
+    """Fresh state, or the saved one when resuming; refuses to overwrite a finished run."""
+    state = runlog.read_state(out)
+    if resume:
+        if state is None:
+            raise FacecmpError(f"nothing to resume in {out} (no completed epoch)")
+        saved = config_from_dict(read_yaml(out / "config.yaml"))
+        # the only thing a resume may change is how many epochs to run in total
+        return dataclasses.replace(saved, train=dataclasses.replace(saved.train, epochs=cfg.train.epochs)), state
+    if state is not None:
+        raise FacecmpError(f"{out} already holds a training run; use --resume or another --out")
+    return cfg, {"epoch": 0, "rows": [], "best": -1.0, "wait": 0}
+
+
+def _report(out: Path, folder, problems: list[str], n_train: int, n_val: int) -> dict:
+    report = {**folder.summary(), "train_images": n_train, "val_images": n_val,
+              "unreadable_or_no_face": len(problems), "problems": problems[:1000],
+              "dropped_classes": folder.dropped_classes}
+    (out / "data_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
+          exclude: set[str] | None = None, verbose: int = 2) -> dict[str, Any]:
+    """Train per cfg on the class folders in roots; everything lands in out. Returns a summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, state = _start_state(cfg, out, resume)
+    save_config(cfg, out / "config.yaml")
+    folder, train_idx, val_idx = gather(cfg, roots, exclude or set())
+    meta = preprocessing_meta(cfg)
+    crops, ok, problems = datasets.prepare_crops(folder.paths, meta, progress=verbose > 0)
+    train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
+    report = _report(out, folder, problems, len(train_idx), len(val_idx))
+    if len(train_idx) == 0 or len(np.unique(folder.labels[train_idx])) < 2:
+        raise FacecmpError(f"too little readable training data in {', '.join(map(str, roots))}")
+    if problems:
+        print(f"skipped {len(problems)} unreadable or faceless images (see {out / 'data_report.json'})")
+    if cfg.data.split == "identity":
+        held = sorted({folder.classes[i] for i in folder.labels[val_idx]})
+        (out / "val_identities.txt").write_text("\n".join(held) + "\n")
+        val_idx = val_idx[:0]  # held-out identities are for pair evaluation, not the classifier
+    meta.update(task=cfg.task, arch=cfg.model.arch, activation=cfg.model.activation,
+                head=cfg.model.head, embedding_size=EMBEDDING_SIZE, num_classes=len(folder.classes),
+                metric="euclid", threshold=None,
+                training_data={"roots": [str(r) for r in roots], **report, "problems": None})
+    if cfg.task != "identity":
+        meta["classes"] = folder.classes
+    paddle.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    net = build_net(cfg.model, len(folder.classes))
+    size = cfg.data.input_size
+    model = paddle.Model(net, inputs=[paddle.static.InputSpec([None, 3, size, size], "float32", "image"),
+                                      paddle.static.InputSpec([None, 1], "int64", "label")],
+                         labels=[paddle.static.InputSpec([None, 1], "int64", "label")])
+    optimizer = paddle.optimizer.Adam(cfg.train.lr, parameters=net.parameters(),
+                                      weight_decay=cfg.train.weight_decay or None)
+    model.prepare(optimizer, make_loss(cfg), paddle.metric.Accuracy())
+    if resume:
+        model.load(runlog.checkpoint_path(out, state))
+    labels = folder.labels
+    train_ds = CropDataset(crops[train_idx], labels[train_idx], meta, cfg.data.augment,
+                           cfg.train.seed + state["epoch"])
+    val_ds = CropDataset(crops[val_idx], labels[val_idx], meta) if len(val_idx) else None
+    remaining = cfg.train.epochs - state["epoch"]
+    if remaining > 0 and not _stopped_early(cfg, state):
+        cb = RunCallback(cfg, out, state, meta, val_ds is not None)
+        model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
+                  shuffle=True, verbose=verbose, log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
+                  num_workers=cfg.train.num_workers, callbacks=[cb])
+    runlog.plot_curves(state["rows"], out / "curves.png")
+    return {"epochs": state["epoch"], "best_epoch": state.get("best_epoch"), "best": state.get("best"),
+            "model": str(out / "model"), "log": str(out / "log.csv")}
+
+
+def _stopped_early(cfg: Config, state: dict) -> bool:
+    p = cfg.train.patience
+    return p > 0 and state.get("wait", 0) >= p and any(r.get("val_acc") is not None for r in state["rows"])

@@ -1,0 +1,47 @@
+"""Shared fixtures: where the real data is, and skipping cleanly where it is not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """$FACECMP_DATA, else ../shared/data beside the repository."""
+    return Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
+
+
+def need_data(*parts: str) -> Path:
+    """The path under the data root, or skip the test saying what is missing."""
+    path = data_root().joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not found at {path} (set FACECMP_DATA to the shared data root)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keep each test session's crop cache out of the user's home."""
+    monkeypatch.setenv("FACECMP_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def make_class_tree(root: Path, classes: int = 4, per_class: int = 6, size: int = 48) -> Path:
+    """A root/<class>/*.png tree whose classes differ by colour and stripe pattern."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        d = root / f"person_{c:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.full((size, size, 3), 40 + 50 * (c % 4), dtype=np.uint8)
+            img[:, :, c % 3] = 200
+            img[(c * 5) % size : (c * 5) % size + 8] = 255
+            img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(d / f"{i:03d}.png")
+    return root

@@ -1,0 +1,35 @@
+"""The config schema: task defaults, overrides, and errors for typos."""
+
+from __future__ import annotations
+
+import pytest
+
+from facecmp.config import config_from_dict, load_config, save_config, read_yaml
+from facecmp.errors import FacecmpError
+
+
+def test_task_defaults_and_overrides(tmp_path):
+    cfg = load_config("identity")
+    assert cfg.data.input_size == 64 and cfg.model.arch == "resnet18"
+    (tmp_path / "x.yaml").write_text("model: {activation: leaky_relu}\ntrain: {lr: 0.01}\n")
+    cfg = load_config("identity", tmp_path / "x.yaml", {"train": {"epochs": 3}})
+    assert (cfg.model.activation, cfg.train.lr, cfg.train.epochs) == ("leaky_relu", 0.01, 3)
+    assert cfg.data.crop.method == "center"  # untouched nested defaults survive
+
+
+def test_unknown_key_and_bad_choice_are_errors(tmp_path):
+    (tmp_path / "typo.yaml").write_text("train: {epoch: 3}\n")
+    with pytest.raises(FacecmpError, match="unknown key 'train.epoch'"):
+        load_config("identity", tmp_path / "typo.yaml")
+    (tmp_path / "bad.yaml").write_text("model: {activation: swish}\n")
+    with pytest.raises(FacecmpError, match="model.activation must be one of"):
+        load_config("identity", tmp_path / "bad.yaml")
+    (tmp_path / "broken.yaml").write_text("model: [\n")
+    with pytest.raises(FacecmpError, match="not valid YAML"):
+        load_config("identity", tmp_path / "broken.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("identity", overrides={"model": {"head": "arcface"}})
+    save_config(cfg, tmp_path / "c.yaml")
+    assert config_from_dict(read_yaml(tmp_path / "c.yaml")) == cfg

@@ -1,0 +1,58 @@
+"""Scanning class folders, splitting, and preparing crops with bad files among good ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_class_tree
+
+from facecmp.datasets import prepare_crops, scan_classes, split_indices
+from facecmp.errors import FacecmpError
+
+META = {"input_size": 32, "color": "rgb", "crop": {"method": "none"}, "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+def test_scan_drops_small_classes_and_prefixes_roots(tmp_path):
+    a = make_class_tree(tmp_path / "a", classes=3, per_class=4)
+    (a / "lonely").mkdir()
+    (a / "lonely" / "x.png").write_bytes((a / "person_00" / "000.png").read_bytes())
+    (a / "person_00" / "notes.txt").write_text("ignored: not an image name")
+    folder = scan_classes([a], min_images=2)
+    assert folder.classes == ["person_00", "person_01", "person_02"]
+    assert folder.dropped_classes == {"lonely": 1} and len(folder.paths) == 12
+    b = make_class_tree(tmp_path / "b", classes=2, per_class=2)
+    both = scan_classes([a, b], min_images=2)
+    assert "b/person_00" in both.classes and len(both.classes) == 5
+
+
+def test_empty_missing_and_single_class_roots_are_clear_errors(tmp_path):
+    with pytest.raises(FacecmpError, match="does not exist"):
+        scan_classes([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FacecmpError, match="no class folders with images"):
+        scan_classes([tmp_path / "empty"])
+    one = make_class_tree(tmp_path / "one", classes=1)
+    with pytest.raises(FacecmpError, match="at least 2 classes"):
+        scan_classes([one])
+
+
+def test_splits_are_seeded_and_keep_a_training_image_per_class():
+    labels = np.repeat(np.arange(10), 5)
+    train, val = split_indices(labels, "image", 0.2, seed=1)
+    again = split_indices(labels, "image", 0.2, seed=1)
+    assert np.array_equal(train, again[0]) and len(val) == 10
+    assert set(labels[train]) == set(range(10))
+    train, val = split_indices(labels, "identity", 0.2, seed=1)
+    assert not set(labels[train]) & set(labels[val]) and len(set(labels[val])) == 2
+
+
+def test_prepare_skips_and_reports_unreadable_files(tmp_path):
+    root = make_class_tree(tmp_path / "d", classes=2, per_class=3)
+    (root / "person_00" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (root / "person_01" / "text.png").write_text("not a picture")
+    folder = scan_classes([root])
+    crops, ok, problems = prepare_crops(folder.paths, META, progress=False)
+    assert crops.shape == (8, 32, 32, 3) and ok.sum() == 6 and len(problems) == 2
+    assert any("corrupt.jpg" in p for p in problems)
+    cached = prepare_crops(folder.paths, META, progress=False)  # second call hits the cache
+    assert np.array_equal(cached[0], crops) and list(cached[2]) == problems

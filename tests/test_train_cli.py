@@ -1,0 +1,89 @@
+"""`facecmp train` through the CLI: outputs, resume after a kill, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from conftest import make_class_tree, need_data
+
+from facecmp.cli import main
+
+
+def _log(out):
+    with open(out / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_missing_and_empty_data_are_one_line_errors(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(main, ["train", "--data", str(tmp_path / "nonexistent"), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "does not exist" in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    res = runner.invoke(main, ["train", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "no class folders with images" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_trains_past_corrupt_and_non_image_files(tmp_path):
+    root = make_class_tree(tmp_path / "d", classes=3, per_class=6)
+    (root / "person_00" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + os.urandom(64))
+    (root / "person_01" / "readme.jpg").write_text("this is text, not a JPEG")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--data", str(root), "--epochs", "1", "--batch-size", "8",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "data_report.json").read_text())
+    assert report["unreadable_or_no_face"] == 2
+    res = CliRunner().invoke(main, ["train", "--data", str(root), "--epochs", "1", "--out", str(out)])
+    assert res.exit_code != 0 and "--resume" in res.output  # never overwrites a finished run
+
+
+@pytest.mark.slow
+def test_orl_training_writes_everything_and_learns(tmp_path):
+    orl = need_data("orl")
+    out = tmp_path / "orl"
+    res = CliRunner().invoke(main, ["train", "--task", "identity", "--data", str(orl), "--epochs", "2",
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    for name in ("log.csv", "curves.png", "config.yaml", "data_report.json", "model/meta.json",
+                 "model/backbone.pdparams"):
+        assert (out / name).is_file(), name
+    rows = _log(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    assert meta["input_size"] == 64 and meta["num_classes"] == 40 and meta["embedding_size"] == 512
+
+
+def _train_cmd(root, out, epochs):
+    return [sys.executable, "-m", "facecmp.cli", "train", "--data", str(root), "--epochs", str(epochs),
+            "--batch-size", "8", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_losing_an_epoch(tmp_path):
+    root = make_class_tree(tmp_path / "d", classes=6, per_class=30, size=64)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_train_cmd(root, out, 3), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "checkpoints" / "state.json"
+    deadline = time.time() + 300
+    while not (state.exists() and json.loads(state.read_text())["epoch"] >= 1):
+        assert proc.poll() is None and time.time() < deadline, "training ended before epoch 1 was saved"
+        time.sleep(0.2)
+    time.sleep(1.0)  # well into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = json.loads(state.read_text())["epoch"]
+    assert done < 3
+    res = subprocess.run(_train_cmd(root, out, 3) + ["--resume"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
