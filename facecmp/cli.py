@@ -72,5 +72,93 @@ def train(task, data, config, epochs, batch_size, out, resume, exclude_pairs, ex
     click.echo(f"trained {summary['epochs']} epochs; model: {summary['model']}; log: {summary['log']}")
 
 
+def _image_files(items) -> list[Path]:
+    """Expand directories (recursively) into their image files, keeping given files as-is."""
+    from facecmp.images import is_image_name
+
+    files: list[Path] = []
+    for item in map(Path, items):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.is_file() and is_image_name(p))
+        else:
+            files.append(item)
+    if not files:
+        raise FacecmpError("no image files given")
+    return files
+
+
+MODEL_OPT = click.option("--model", type=click.Path(path_type=Path),
+                         help="Model directory (default: the bundled identity model).")
+DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "none"]), default=None,
+                            help="Override the model's crop convention (none: inputs are crops).")
+
+
+@main.command()
+@MODEL_OPT
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .npz")
+@click.option("--normalize/--raw", default=False, show_default=True, help="L2-normalise embeddings.")
+@click.option("--flip/--no-flip", default=None, help="Average with the mirrored face (default: per model).")
+@DETECTOR_OPT
+@friendly
+def embed(model, images, out, normalize, flip, detector) -> None:
+    """Embed images (files or folders) into an .npz of paths and 512-d vectors."""
+    from facecmp.zoo import resolve_model
+
+    files = _image_files(images)
+    model_dir = resolve_model(model)
+    from facecmp.embedder import Embedder, l2_normalize, save_npz
+
+    embedder = Embedder(model_dir, flip=flip)
+    result = embedder.embed_files(files, detector=detector, progress=len(files) > 50)
+    if normalize:
+        result.vectors = l2_normalize(result.vectors)
+    save_npz(result, out, embedder.meta, normalize)
+    for path, err in result.errors.items():
+        click.echo(f"skipped: {err}", err=True)
+    click.echo(f"embedded {int(result.ok.sum())} of {len(files)} images -> {out}")
+    if not result.ok.any():
+        sys.exit(1)
+
+
+@main.command("threshold-sweep")
+@MODEL_OPT
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), required=True,
+              help="LFW pairs file or CSV path_a,path_b,same.")
+@click.option("--images", type=click.Path(path_type=Path), help="Root the pair paths are relative to.")
+@click.option("--lfw-folds", help="Only these folds of the pairs file, e.g. 1-5.")
+@click.option("--metric", type=click.Choice(["euclid", "cosine", "both"]), default="both", show_default=True)
+@click.option("--thresholds", help="START:STOP:STEP grid (e.g. the paper's 0:20:1); default from the data.")
+@click.option("--folds", type=click.IntRange(2), default=10, show_default=True,
+              help="k for k-fold accuracy when the pairs file has no folds of its own.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/sweep"), show_default=True)
+@click.option("--save-threshold", is_flag=True, help="Store the best threshold in the model's meta.json.")
+@click.option("--flip/--no-flip", default=None, help="Average with the mirrored face (default: per model).")
+@DETECTOR_OPT
+@friendly
+def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, folds, out,
+                    save_threshold, flip, detector) -> None:
+    """Sweep distance thresholds over same/different pairs and report verification metrics."""
+    from facecmp import metrics, sweep
+    from facecmp.zoo import resolve_model
+
+    if thresholds:
+        metrics.parse_grid(thresholds)  # fail on a bad grid before any work
+    pairs = sweep.load_pairs(pairs_file, images, lfw_folds)
+    model_dir = resolve_model(model)
+    from facecmp.embedder import Embedder
+
+    embedder = Embedder(model_dir, flip=flip)
+    names = ["euclid", "cosine"] if metric == "both" else [metric]
+    pd = sweep.pair_distances(pairs, embedder, names, detector)
+    summary = sweep.run_sweep(pd, thresholds, sweep.fold_ids(pd.pairs, folds), out)
+    for line in sweep.summary_lines(summary):
+        click.echo(line)
+    click.echo(f"wrote {out}/sweep.csv, summary.json, pr_curve.png, accuracy_curve.png, roc.png, distances.png")
+    if save_threshold:
+        chosen = sweep.save_calibration(model_dir, summary, embedder.flip, pairs_file)
+        click.echo(f"saved to {model_dir}/meta.json: metric {chosen['metric']}, threshold {chosen['threshold']:.4g}")
+
+
 if __name__ == "__main__":
     main()

@@ -60,28 +60,3 @@ def save_checkpoint(model, run_dir: Path, state: dict[str, Any]) -> None:
 def checkpoint_path(run_dir: Path, state: dict[str, Any]) -> str:
     """The Model.load path of the checkpoint a state points at."""
     return str(run_dir / "checkpoints" / state["checkpoint"] / "model")
-
-
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
-    """Accuracy and loss against epoch, training and validation, in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
-        ax.plot(epochs, [r[key] for r in rows], "o-", label="train")
-        val = [r.get(f"val_{key}") for r in rows]
-        if any(v not in (None, "") for v in val):
-            ax.plot(epochs, [float("nan") if v in (None, "") else v for v in val], "s-",
-                    label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(title)
-        ax.set_title(f"{title} per epoch")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

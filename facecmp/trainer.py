@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import datasets, modeldir, runlog
+from facecmp import datasets, modeldir, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.errors import FacecmpError
@@ -237,7 +237,7 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
                   shuffle=True, verbose=verbose, log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
                   num_workers=cfg.train.num_workers, callbacks=[cb])
-    runlog.plot_curves(state["rows"], out / "curves.png")
+    plots.training_curves(state["rows"], out / "curves.png")
     return {"epochs": state["epoch"], "best_epoch": state.get("best_epoch"), "best": state.get("best"),
             "model": str(out / "model"), "log": str(out / "log.csv")}
 

@@ -45,3 +45,22 @@ def make_class_tree(root: Path, classes: int = 4, per_class: int = 6, size: int 
             img = np.clip(img + rng.integers(-20, 20, img.shape), 0, 255).astype(np.uint8)
             Image.fromarray(img).save(d / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A model directory trained for one epoch on a synthetic class tree (seconds)."""
+    from facecmp.config import load_config
+    from facecmp.trainer import train
+
+    base = tmp_path_factory.mktemp("tiny")
+    root = make_class_tree(base / "data", classes=4, per_class=8)
+    cfg = load_config("identity", overrides={"train": {"epochs": 1, "batch_size": 16}})
+    train(cfg, [root], base / "run", verbose=0)
+    return base / "run" / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_tree(tiny_model) -> Path:
+    """The synthetic class tree the tiny model was trained on."""
+    return tiny_model.parent.parent / "data"

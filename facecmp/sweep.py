@@ -1,0 +1,135 @@
+"""The threshold sweep: embed every image of a pairs file once, then score every threshold."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from facecmp import metrics, plots
+from facecmp.errors import FacecmpError
+from facecmp.pairs import Pair, missing_images, read_pairs, select_folds
+
+SWEEP_FIELDS = ["metric", "threshold", "tp", "fp", "tn", "fn", "precision", "recall", "f1",
+                "accuracy", "tpr", "fpr"]
+
+
+@dataclass
+class PairDistances:
+    """Distances of the pairs whose two images embedded, per metric."""
+
+    pairs: list[Pair]
+    issame: np.ndarray
+    distances: dict[str, np.ndarray]
+    failed: list[tuple[Pair, str]]
+
+
+def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) -> list[Pair]:
+    """Read a pairs file, restrict it to some folds, and refuse to silently drop pairs."""
+    pairs = read_pairs(pairs_file, images_root)
+    if folds:
+        pairs = select_folds(pairs, folds)
+    missing = missing_images(pairs)
+    if missing:
+        first = ", ".join(f"line {p.line}: {path}" for p, path in missing[:3])
+        raise FacecmpError(f"{len(missing)} pairs name missing images ({first}{', ...' if len(missing) > 3 else ''});"
+                           " fix --images or the pairs file")
+    return pairs
+
+
+def pair_distances(pairs: list[Pair], embedder, metric_names: list[str], detector: str | None = None,
+                   progress: bool = True) -> PairDistances:
+    """Embed each distinct image once and measure every pair under each metric."""
+    unique = sorted({str(p) for pair in pairs for p in (pair.path_a, pair.path_b)})
+    emb = embedder.embed_files(unique, detector=detector, progress=progress)
+    index = {p: i for i, p in enumerate(unique)}
+    keep, failed = [], []
+    for pair in pairs:
+        bad = [str(p) for p in (pair.path_a, pair.path_b) if not emb.ok[index[str(p)]]]
+        if bad:
+            failed.append((pair, emb.errors[bad[0]]))
+        else:
+            keep.append(pair)
+    a = emb.vectors[[index[str(p.path_a)] for p in keep]]
+    b = emb.vectors[[index[str(p.path_b)] for p in keep]]
+    dists = {m: metrics.DISTANCES[m](a, b) for m in metric_names}
+    return PairDistances(keep, np.asarray([p.same for p in keep]), dists, failed)
+
+
+def fold_ids(pairs: list[Pair], k: int, seed: int = 0) -> np.ndarray:
+    """The file's own folds when it has several (LFW), else k seeded folds balanced by label."""
+    ids = np.asarray([p.fold for p in pairs])
+    if len(np.unique(ids)) > 1:
+        return ids
+    rng = np.random.default_rng(seed)
+    out = np.zeros(len(pairs), dtype=int)
+    for label in (True, False):
+        idx = rng.permutation([i for i, p in enumerate(pairs) if p.same == label])
+        out[idx] = np.arange(len(idx)) % k + 1
+    return out
+
+
+def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path) -> dict[str, Any]:
+    """Sweep thresholds per metric; write sweep.csv, summary.json and the plots into out."""
+    if len(pd.pairs) == 0 or pd.issame.all() or not pd.issame.any():
+        raise FacecmpError("the sweep needs both same and different pairs with readable faces")
+    out.mkdir(parents=True, exist_ok=True)
+    curves, summary, best, rocs, hists = {}, {}, {}, {}, {}
+    for metric, d in pd.distances.items():
+        thresholds = metrics.parse_grid(grid) if grid else metrics.default_grid(d)
+        curves[metric] = metrics.sweep(d, pd.issame, thresholds)
+        summary[metric] = metrics.summarize(d, pd.issame, thresholds, folds)
+        best[metric] = summary[metric]["best_threshold"]
+        fpr, tpr, _ = roc_curve(pd.issame, -d)
+        rocs[metric] = (fpr, tpr, summary[metric]["roc_auc"] or float("nan"))
+        hists[metric] = (d, pd.issame)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, SWEEP_FIELDS)
+        writer.writeheader()
+        for metric, rows in curves.items():
+            writer.writerows({"metric": metric, **r} for r in rows)
+    summary["failed_pairs"] = [{"line": p.line, "error": e} for p, e in pd.failed]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plots.pr_curves(curves, out / "pr_curve.png")
+    plots.accuracy_curves(curves, best, out / "accuracy_curve.png")
+    plots.roc_curves(rocs, out / "roc.png")
+    plots.distance_histograms(hists, best, out / "distances.png")
+    return summary
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """One readable line per metric for the terminal."""
+    lines = []
+    for metric, s in summary.items():
+        if metric == "failed_pairs":
+            continue
+        k = s["kfold"]
+        tar = s["tar_at_far_1e-2"]["tar"]
+        lines.append(f"{metric}: best threshold {s['best_threshold']:.4g} accuracy {s['accuracy']:.4f} "
+                     f"(precision {s['precision']:.3f} recall {s['recall']:.3f}); "
+                     f"{k['folds']}-fold accuracy {k['mean']:.4f} ± {k['std']:.4f}; AUC {s['roc_auc']:.4f}; "
+                     f"EER {s['eer']:.4f}; TAR@FAR=1e-2 {'n/a' if tar is None else f'{tar:.4f}'}")
+    if summary.get("failed_pairs"):
+        lines.append(f"{len(summary['failed_pairs'])} pairs had an unreadable image or no face "
+                     "(listed in summary.json) and were not scored")
+    return lines
+
+
+def save_calibration(model_dir: Path, summary: dict[str, Any], flip: bool, source: Path) -> dict:
+    """Store each metric's best threshold in meta.json; the default metric is the better one."""
+    from facecmp.modeldir import read_meta, update_meta
+
+    swept = {m: s for m, s in summary.items() if m != "failed_pairs"}
+    thresholds = dict(read_meta(model_dir).get("thresholds") or {})
+    thresholds.update({m: s["best_threshold"] for m, s in swept.items()})
+    metric = max(swept, key=lambda m: swept[m]["kfold"]["mean"])
+    calibration = {m: {"pairs": str(source), "kfold_accuracy": s["kfold"]["mean"], "n_pairs": s["n_pairs"]}
+                   for m, s in swept.items()}
+    update_meta(model_dir, metric=metric, threshold=thresholds[metric], thresholds=thresholds,
+                embed_flip=flip, calibration=calibration)
+    return {"metric": metric, "threshold": thresholds[metric]}

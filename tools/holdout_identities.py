@@ -1,0 +1,64 @@
+"""Hold some identities out of training for threshold calibration.
+
+Picks N identities (seeded) with at least K images from a class-folder root, skipping those
+named in the given pairs folds (the test identities), writes their names to a list for
+`facecmp train --exclude-list`, and links them into a folder that `tools/make_pairs.py` can
+draw calibration pairs from. Training, calibration and test identities stay disjoint.
+
+    python tools/holdout_identities.py $FACECMP_DATA/lfw --pairs $FACECMP_DATA/lfw-pairs.txt \\
+        --folds 1-5 -n 80 --min-images 4 --out outputs/calib
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from facecmp.errors import FacecmpError
+from facecmp.images import is_image_name
+from facecmp.pairs import pair_identities
+
+
+def holdout(root: Path, n: int, min_images: int, exclude: set[str], seed: int) -> list[str]:
+    """N seeded identity names with at least min_images images, none of them in exclude."""
+    eligible = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in exclude
+                      and sum(is_image_name(p) for p in d.iterdir()) >= min_images)
+    if len(eligible) < n:
+        raise FacecmpError(f"only {len(eligible)} identities in {root} have {min_images}+ images")
+    picked = np.random.default_rng(seed).choice(eligible, n, replace=False)
+    return sorted(str(x) for x in picked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("root", type=Path)
+    ap.add_argument("--pairs", type=Path, help="pairs file whose identities are never picked")
+    ap.add_argument("--folds", help="only these folds of --pairs, e.g. 1-5")
+    ap.add_argument("-n", type=int, default=80)
+    ap.add_argument("--min-images", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    try:
+        exclude = pair_identities(args.pairs, args.folds) if args.pairs else set()
+        names = holdout(args.root, args.n, args.min_images, exclude, args.seed)
+    except FacecmpError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    linked = args.out / "identities"
+    linked.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        link = linked / name
+        if not link.exists():
+            link.symlink_to(args.root.resolve() / name, target_is_directory=True)
+    (args.out / "holdout.txt").write_text("\n".join(names) + "\n")
+    print(f"held out {len(names)} identities: {args.out / 'holdout.txt'}, linked under {linked}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
