@@ -160,5 +160,125 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
         click.echo(f"saved to {model_dir}/meta.json: metric {chosen['metric']}, threshold {chosen['threshold']:.4g}")
 
 
+@main.command()
+@click.argument("images", nargs=-1, type=click.Path(path_type=Path))
+@MODEL_OPT
+@click.option("--metric", type=click.Choice(["euclid", "cosine"]), help="Default: the model's calibrated metric.")
+@click.option("--threshold", type=float, help="Default: the model's calibrated threshold for the metric.")
+@DETECTOR_OPT
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (boxes and landmarks too).")
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="Compare every pair of this file.")
+@click.option("--images", "images_root", type=click.Path(path_type=Path), help="Root for --pairs paths.")
+@click.option("--out", type=click.Path(path_type=Path), help="CSV of results for --pairs.")
+@friendly
+def compare(images, model, metric, threshold, detector, as_json, pairs_file, images_root, out) -> None:
+    """Are two photos the same person? Prints distance, threshold, metric and verdict."""
+    from facecmp.zoo import resolve_model
+
+    if pairs_file is None and len(images) != 2:
+        raise FacecmpError("give two images, or --pairs FILE --out results.csv")
+    if pairs_file is not None and (images or out is None):
+        raise FacecmpError("--pairs takes no image arguments and needs --out results.csv")
+    model_dir = resolve_model(model)
+    from facecmp import compare as cmp
+    from facecmp.embedder import Embedder
+
+    embedder = Embedder(model_dir)
+    metric, threshold = cmp.resolve_threshold(embedder.meta, metric, threshold)
+    if pairs_file is not None:
+        from facecmp.pairs import read_pairs
+
+        pairs = read_pairs(pairs_file, images_root)
+        counts = cmp.compare_pairs(embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
+        click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
+                   f"{counts['error']} errors")
+        return
+    result = cmp.compare_two(embedder, images[0], images[1], metric, threshold, detector)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result))
+        return
+    for face in result["faces"]:
+        if face["note"]:
+            click.echo(f"note: {face['path']}: {face['note']}", err=True)
+    click.echo(f"{result['verdict']}: {metric} distance {result['distance']:.4f} "
+               f"{'<=' if result['verdict'] == 'same' else '>'} threshold {threshold:.4f}")
+
+
+
+@main.command()
+@click.option("--model", type=click.Path(path_type=Path), required=True,
+              help="Model directory with a classifier head (mask, expression).")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Labelled test folder DIR/<class>/*, class names as the model's.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/evaluate"), show_default=True)
+@DETECTOR_OPT
+@friendly
+def evaluate(model, data, out, detector) -> None:
+    """Accuracy, per-class metrics, confusion matrix and misclassified images of a classifier."""
+    from facecmp.evaluate import evaluate as run_evaluation
+
+    summary = run_evaluation(model, data, out, detector)
+    if summary["failed"]:
+        click.echo(f"skipped {summary['failed']} unreadable images (listed in metrics.json)", err=True)
+    click.echo(f"accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro_f1']:.4f}) "
+               f"on {summary['n']} images")
+    click.echo(f"wrote {out}/metrics.json, confusion.csv, confusion.png, errors.png")
+
+
+CLASSIFY_DETECTOR_OPT = click.option(
+    "--detector", type=click.Choice(["mtcnn", "haar", "none"]), default="mtcnn", show_default=True,
+    help="Face detector for photos (mtcnn falls back to haar, then the whole image); none: inputs are crops.")
+
+
+def _classify(task: str, images, model, as_json: bool, detector: str) -> None:
+    """Shared body of the classifier commands: one line (or JSON object) per image."""
+    from facecmp.zoo import resolve_model
+
+    files = _image_files(images)
+    model_dir = resolve_model(model, task)
+    from facecmp.classify import Classifier
+
+    results = Classifier(model_dir, task=task).predict_files(files, detector)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(results))
+    else:
+        for r in results:
+            if "error" in r:
+                click.echo(f"error: {r['error']}", err=True)
+                continue
+            if r["note"]:
+                click.echo(f"note: {r['path']}: {r['note']}", err=True)
+            click.echo(f"{r['path']}: {r['label']} (p={r['probabilities'][r['label']]:.2f})")
+    if all("error" in r for r in results):
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", type=click.Path(path_type=Path), help="Model directory (default: the bundled mask model).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
+@CLASSIFY_DETECTOR_OPT
+@friendly
+def mask(images, model, as_json, detector) -> None:
+    """Is the face wearing a mask? Prints label and probability per image."""
+    _classify("mask", images, model, as_json, detector)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", type=click.Path(path_type=Path),
+              help="Model directory (default: the bundled expression model).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
+@CLASSIFY_DETECTOR_OPT
+@friendly
+def expression(images, model, as_json, detector) -> None:
+    """The facial expression of each image: label and probability."""
+    _classify("expression", images, model, as_json, detector)
+
+
 if __name__ == "__main__":
     main()

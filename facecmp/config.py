@@ -22,9 +22,10 @@ TASK_CONFIG_DIR = Path(__file__).parent / "configs"
 class CropConfig:
     """How a face crop is cut from an image: the convention recorded in meta.json."""
 
-    method: str = "center"  # none | center | align
+    method: str = "center"  # none | center | align | box
     fraction: float = 1.0  # center: crop side as a fraction of the image's shorter side
-    detector: str = "mtcnn"  # align: the landmark detector
+    detector: str = "mtcnn"  # align/box: the face detector
+    scale: float = 1.0  # box: the detector's box is squared and enlarged by this much
 
 
 @dataclass
@@ -37,6 +38,9 @@ class AugmentConfig:
     rotate: float = 0.0  # max rotation in degrees
     brightness: float = 0.0  # max relative brightness/contrast change
     erase: float = 0.0  # probability of erasing a random rectangle
+    crop_area: float = 0.0  # random resized crop keeping this much area at least (0: off)
+    gamma: float = 0.0  # gamma drawn log-uniformly from [1/(1+g), 1+g]
+    noise: float = 0.0  # max standard deviation of Gaussian pixel noise, as a fraction of 255
 
 
 @dataclass
@@ -101,8 +105,9 @@ _CHOICES = {
     ("data", "color"): ("rgb", "gray"),
     ("data", "layout"): ("identities", "splits"),
     ("data", "split"): ("image", "identity"),
-    ("data", "crop", "method"): ("none", "center", "align"),
+    ("data", "crop", "method"): ("none", "center", "align", "box"),
     ("data", "crop", "detector"): ("mtcnn", "haar"),
+    ("model", "arch"): ("resnet18", "attention_resnet"),
     ("model", "activation"): ("relu", "leaky_relu", "prelu"),
     ("model", "head"): ("linear", "arcface", "cosface"),
     ("train", "lr_schedule"): ("cosine", "constant"),

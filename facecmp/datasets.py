@@ -96,9 +96,17 @@ def split_indices(labels: np.ndarray, how: str, fraction: float, seed: int) -> t
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
+def crop_convention(crop: dict[str, Any]) -> dict[str, Any]:
+    """Only the crop settings that matter for its method (others never invalidate a cache)."""
+    used = {"none": (), "center": ("fraction",), "align": ("detector",), "box": ("detector", "scale")}
+    method = crop.get("method", "none")
+    return {"method": method, **{k: crop.get(k) for k in used.get(method, ())}}
+
+
 def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
     h = hashlib.sha1()
-    conv = {k: meta[k] for k in ("input_size", "color", "crop")}
+    conv = {k: meta[k] for k in ("input_size", "color")}
+    conv["crop"] = crop_convention(meta["crop"])
     h.update(json.dumps(conv, sort_keys=True).encode())
     for p in paths:
         st = p.stat()

@@ -27,15 +27,25 @@ class Embedded:
 class Embedder:
     """Runs the backbone of a model directory on batches of crops."""
 
-    def __init__(self, model_dir: str | Path, flip: bool | None = None, batch_size: int = 128):
-        from facecmp.modeldir import load_net
+    def __init__(self, model_dir: str | Path, flip: bool | None = None, batch_size: int = 64,
+                 fast: bool = True):
+        from facecmp.modeldir import read_meta
 
         self.model_dir = Path(model_dir)
-        self.net, self.meta = load_net(model_dir)
+        self.meta = read_meta(model_dir)
         self.flip = bool(self.meta.get("embed_flip", False)) if flip is None else flip
         self.batch_size = batch_size
+        self.net = self.predictor = None
+        if fast:
+            self.predictor = _fast_predictor(self.model_dir)
+        if self.predictor is None:
+            from facecmp.modeldir import load_net
+
+            self.net, self.meta = load_net(model_dir)
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
+        if self.predictor is not None:
+            return self.predictor(x)
         import paddle
 
         with paddle.no_grad():
@@ -75,6 +85,20 @@ class Embedder:
         vectors = np.zeros((len(names), int(self.meta["embedding_size"])), np.float32)
         vectors[ok] = self.embed_crops(crops[ok])
         return Embedded(names, vectors, ok, errors, faces)
+
+
+def _fast_predictor(model_dir: Path):
+    """The paddle.inference predictor for a model, or None where that path is unavailable."""
+    from facecmp.inference import Predictor, exported_model
+
+    try:
+        return Predictor(exported_model(model_dir))
+    except FacecmpError:
+        raise
+    except Exception as exc:  # no oneDNN, read-only disk, ...: the plain forward still works
+        print(f"note: fast inference unavailable ({type(exc).__name__}); using the plain forward pass",
+              file=sys.stderr)
+        return None
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:

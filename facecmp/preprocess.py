@@ -40,33 +40,38 @@ def center_crop(rgb: np.ndarray, fraction: float) -> np.ndarray:
     return rgb[top : top + side, left : left + side]
 
 
-def _detected_crop(rgb: np.ndarray, crop: dict, size: int, source: str) -> FaceCrop:
+def _detected_crop(rgb: np.ndarray, method: str, detector: str, scale: float, size: int,
+                   source: str) -> FaceCrop:
     from facecmp import align, detect
 
-    face, note = detect.pick_face(detect.detect_faces(rgb, crop.get("detector", "mtcnn")), source)
-    box = [float(v) for v in face.box]
-    if face.landmarks is not None:
+    face, note = detect.pick_face(detect.detect_faces(rgb, detector), source)
+    found = face.to_json()
+    if method == "align" and face.landmarks is not None:
         pixels = align.align_face(rgb, face.landmarks, size)
-        marks = np.asarray(face.landmarks, dtype=float).round(2).tolist()
-        return FaceCrop(pixels, box, marks, note)
-    return FaceCrop(align.center_crop_face(rgb, face.box, size), box, None, note)
+    else:  # a box crop, or a landmark-less detector
+        pixels = align.center_crop_face(rgb, face.box, size, scale)
+    return FaceCrop(pixels, found["box"], found["landmarks"], note)
 
 
 def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
               detector: str | None = None) -> FaceCrop:
     """Cut the face from an RGB image following the crop convention in meta.
 
-    `detector` overrides the convention's detector: "none" treats the image as a crop.
+    Conventions: none (the image is the crop), center (a fixed central square), align
+    (detector landmarks onto the five-point template) and box (the detector's box, squared
+    and enlarged by `scale`, for heads trained on loosely framed crops). `detector`
+    overrides the convention: "none" treats the input as a crop; "mtcnn"/"haar" detect a
+    face first (aligned for align models, a box crop otherwise).
     """
-    crop = dict(meta.get("crop") or {"method": "none"})
-    size = int(meta["input_size"])
+    crop = meta.get("crop") or {"method": "none"}
+    size, method = int(meta["input_size"]), crop.get("method", "none")
     if detector == "none":
-        crop["method"] = "center" if crop["method"] == "center" else "none"
+        method = "center" if method == "center" else "none"
     elif detector is not None:
-        crop = {**crop, "method": "align", "detector": detector}
-    method = crop["method"]
-    if method == "align":
-        face = _detected_crop(rgb, crop, size, source)
+        method = "align" if method == "align" else "box"
+    if method in ("align", "box"):
+        face = _detected_crop(rgb, method, detector or crop.get("detector", "mtcnn"),
+                              float(crop.get("scale", 1.0)), size, source)
     elif method == "center":
         face = FaceCrop(_resize(center_crop(rgb, float(crop.get("fraction", 1.0))), size))
     else:

@@ -1,0 +1,73 @@
+"""One verdict on two photos, or on every pair of a pairs file."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecmp import metrics
+from facecmp.errors import FacecmpError
+from facecmp.pairs import Pair
+from facecmp.preprocess import load_face
+
+RESULT_FIELDS = ["path_a", "path_b", "metric", "distance", "threshold", "verdict", "error"]
+
+
+def resolve_threshold(meta: dict[str, Any], metric: str | None, threshold: float | None) -> tuple[str, float]:
+    """The metric and threshold to use: flags first, else the model's calibrated ones."""
+    metric = metric or meta.get("metric") or "euclid"
+    if threshold is not None:
+        return metric, float(threshold)
+    calibrated = (meta.get("thresholds") or {}).get(metric)
+    if calibrated is None and metric == meta.get("metric"):
+        calibrated = meta.get("threshold")
+    if calibrated is None:
+        raise FacecmpError(f"the model has no calibrated {metric} threshold; run "
+                           "`facecmp threshold-sweep --save-threshold` or pass --threshold")
+    return metric, float(calibrated)
+
+
+def verdict(distance: float, threshold: float) -> str:
+    """'same' when the distance is at or below the threshold (the sweep's convention)."""
+    return "same" if distance <= threshold else "different"
+
+
+def compare_two(embedder, path_a: Path, path_b: Path, metric: str, threshold: float,
+                detector: str | None = None) -> dict[str, Any]:
+    """Compare the faces of two image files; raises FacecmpError/NoFaceError on bad input."""
+    faces = [load_face(p, embedder.meta, detector) for p in (path_a, path_b)]
+    emb = embedder.embed_crops(np.stack([f.pixels for f in faces]))
+    distance = float(metrics.DISTANCES[metric](emb[:1], emb[1:])[0])
+    return {"path_a": str(path_a), "path_b": str(path_b), "metric": metric,
+            "distance": round(distance, 6), "threshold": threshold,
+            "verdict": verdict(distance, threshold),
+            "faces": [{"path": str(p), "box": f.box, "landmarks": f.landmarks, "note": f.note}
+                      for p, f in zip((path_a, path_b), faces)]}
+
+
+def compare_pairs(embedder, pairs: list[Pair], metric: str, threshold: float, out: Path,
+                  detector: str | None = None, progress: bool = True) -> dict[str, int]:
+    """Embed each distinct image once, write one row per pair; failed images give 'error' rows."""
+    unique = sorted({str(p) for pair in pairs for p in (pair.path_a, pair.path_b)})
+    emb = embedder.embed_files(unique, detector=detector, progress=progress)
+    index = {p: i for i, p in enumerate(unique)}
+    counts = {"same": 0, "different": 0, "error": 0}
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, RESULT_FIELDS)
+        writer.writeheader()
+        for pair in pairs:
+            a, b = index[str(pair.path_a)], index[str(pair.path_b)]
+            row = {"path_a": str(pair.path_a), "path_b": str(pair.path_b), "metric": metric,
+                   "threshold": threshold}
+            failed = [emb.errors[str(p)] for p, i in ((pair.path_a, a), (pair.path_b, b)) if not emb.ok[i]]
+            if failed:
+                row.update(distance="", verdict="error", error=failed[0])
+            else:
+                d = float(metrics.DISTANCES[metric](emb.vectors[a : a + 1], emb.vectors[b : b + 1])[0])
+                row.update(distance=round(d, 6), verdict=verdict(d, threshold), error="")
+            counts[row["verdict"]] += 1
+            writer.writerow(row)
+    return counts

@@ -1,0 +1,89 @@
+"""The fast inference path: the backbone exported with paddle.jit.save, run by paddle.inference.
+
+The export is cached beside the weights (or in the user cache when the model directory is
+read-only, as for the bundled model in site-packages) and rebuilt when the weights change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from facecmp.datasets import cache_dir
+from facecmp.modeldir import BACKBONE
+from facecmp.runtime import cpu_count, import_paddle
+
+EXPORT_DIR = "inference"
+
+
+def _stamp(model_dir: Path) -> str:
+    st = (model_dir / BACKBONE).stat()
+    meta = (model_dir / "meta.json").read_bytes()
+    key = f"{st.st_size}|{st.st_mtime_ns}|".encode() + meta
+    return hashlib.sha1(key).hexdigest()[:16]
+
+
+def _export_to(net, meta: dict, target: Path) -> None:
+    paddle = import_paddle()
+    size = int(meta["input_size"])
+    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        paddle.jit.save(net.backbone, str(tmp / "backbone"), input_spec=spec)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def exported_model(model_dir: Path) -> Path:
+    """The directory holding the exported backbone for model_dir, exporting it if stale."""
+    stamp = _stamp(model_dir)
+    for base in (model_dir / EXPORT_DIR, cache_dir() / "export" / stamp):
+        if (base / "stamp").is_file() and (base / "stamp").read_text() == stamp:
+            return base
+    from facecmp.modeldir import load_net
+
+    net, meta = load_net(model_dir)
+    for base in (model_dir / EXPORT_DIR, cache_dir() / "export" / stamp):
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            _export_to(net, meta, base)
+            (base / "stamp").write_text(stamp)
+            return base
+        except OSError:
+            continue  # read-only install: fall back to the user cache
+    raise OSError(f"cannot write an exported model for {model_dir}")
+
+
+class Predictor:
+    """A paddle.inference predictor (oneDNN on CPU) for an exported backbone."""
+
+    def __init__(self, export_dir: Path, threads: int | None = None):
+        import_paddle()
+        from paddle import inference
+
+        model = export_dir / "backbone.json"
+        if not model.is_file():
+            model = export_dir / "backbone.pdmodel"
+        cfg = inference.Config(str(model), str(export_dir / "backbone.pdiparams"))
+        cfg.disable_gpu()
+        cfg.enable_mkldnn()
+        cfg.set_cpu_math_library_num_threads(threads or cpu_count())
+        cfg.disable_glog_info()
+        self.predictor = inference.create_predictor(cfg)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """N x 3 x S x S float32 -> N x 512 embeddings."""
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()

@@ -1,0 +1,297 @@
+"""MTCNN face detector (P-, R- and O-Net cascade) with five landmarks, on Paddle.
+
+The nets and the detection pipeline follow facenet-pytorch 2.6.0
+(facenet_pytorch/models/mtcnn.py and models/utils/detect_face.py) step by step, so the
+converted weights (facecmp/weights/mtcnn.npz, see tools/convert_mtcnn.py) behave as they
+do there. Everything outside the nets runs in numpy.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facecmp.detect import Face
+from facecmp.errors import FacecmpError
+from facecmp.runtime import import_paddle
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mtcnn.npz"
+
+# Layer names match facenet-pytorch's so the state-dict keys line up one to one.
+# "flatten" is its permute(0, 3, 2, 1) + view: the dense weights expect that (W, H, C) order.
+_PNET = (("conv1", 3, 10, 3), ("prelu1", 10), ("pool1", 2, 2), ("conv2", 10, 16, 3),
+         ("prelu2", 16), ("conv3", 16, 32, 3), ("prelu3", 32))
+_RNET = (("conv1", 3, 28, 3), ("prelu1", 28), ("pool1", 3, 2), ("conv2", 28, 48, 3),
+         ("prelu2", 48), ("pool2", 3, 2), ("conv3", 48, 64, 2), ("prelu3", 64), ("flatten",),
+         ("dense4", 576, 128), ("prelu4", 128))
+_ONET = (("conv1", 3, 32, 3), ("prelu1", 32), ("pool1", 3, 2), ("conv2", 32, 64, 3),
+         ("prelu2", 64), ("pool2", 3, 2), ("conv3", 64, 64, 3), ("prelu3", 64), ("pool3", 2, 2),
+         ("conv4", 64, 128, 2), ("prelu4", 128), ("flatten",), ("dense5", 1152, 256),
+         ("prelu5", 256))
+# Heads in output order: box regression, [landmarks,] face probability (the "_1" head).
+_HEADS = {
+    "pnet": (_PNET, (("conv4_2", 32, 4, 1), ("conv4_1", 32, 2, 1))),
+    "rnet": (_RNET, (("dense5_2", 128, 4), ("dense5_1", 128, 2))),
+    "onet": (_ONET, (("dense6_2", 256, 4), ("dense6_3", 256, 10), ("dense6_1", 256, 2))),
+}
+MIN_FACE_SIZE = 20
+FACTOR = 0.709
+THRESHOLDS = (0.6, 0.7, 0.7)
+
+
+def _make_layer(nn, spec: tuple):
+    name = spec[0]
+    if name.startswith("conv"):
+        return nn.Conv2D(spec[1], spec[2], spec[3])
+    if name.startswith("prelu"):
+        return nn.PReLU(spec[1])
+    if name.startswith("pool"):
+        return nn.MaxPool2D(spec[1], spec[2], ceil_mode=True)
+    return nn.Linear(spec[1], spec[2])
+
+
+def _build_net(kind: str, weights: dict[str, np.ndarray]):
+    """One of the three nets as a paddle.nn.Layer in eval mode, weights loaded."""
+    paddle = import_paddle()
+    conv2d = paddle.nn.functional.conv2d
+    trunk, heads = _HEADS[kind]
+
+    class _Net(paddle.nn.Layer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = [s[0] for s in trunk]
+            for spec in trunk + heads:
+                if spec[0] != "flatten":
+                    self.add_sublayer(spec[0], _make_layer(paddle.nn, spec))
+
+        def forward(self, x):
+            for name in self.order:
+                layer = self._sub_layers.get(name)
+                if name == "flatten":
+                    x = paddle.transpose(x, [0, 3, 2, 1]).reshape([x.shape[0], -1])
+                elif name.startswith("conv"):
+                    # Paddle's CPU add is ~4x slower broadcasting a (1, C, 1, 1) bias than
+                    # a (C, 1, 1) one, and it is a third of the nets' time; add it ourselves.
+                    x = conv2d(x, layer.weight) + layer.bias.reshape([-1, 1, 1])
+                else:
+                    x = layer(x)
+            outs = [self._sub_layers[h[0]](x) for h in heads]
+            outs[-1] = paddle.nn.functional.softmax(outs[-1], axis=1)
+            return outs
+
+    net = _Net()
+    state = {}
+    for key, param in net.state_dict().items():
+        src = weights.get(f"{kind}.{key.replace('._weight', '.weight')}")
+        if src is not None and key.startswith("dense") and key.endswith(".weight"):
+            src = src.T  # torch Linear stores (out, in), Paddle (in, out)
+        if src is None or tuple(src.shape) != tuple(param.shape):
+            raise FacecmpError(f"MTCNN weights do not fit {kind}.{key}")
+        state[key] = np.ascontiguousarray(src, dtype=np.float32)
+    net.set_state_dict(state)
+    net.eval()
+    return net
+
+
+def _integral(img: np.ndarray) -> np.ndarray:
+    """Summed-area table with a zero first row and column; integer sums stay exact."""
+    sat = np.zeros((img.shape[0] + 1, img.shape[1] + 1, img.shape[2]), np.int64)
+    sat[1:, 1:] = img
+    # In place: fresh multi-megabyte arrays cost more in page faults than the sums.
+    np.cumsum(sat, axis=0, out=sat)
+    np.cumsum(sat, axis=1, out=sat)
+    return sat
+
+
+def _cells(start: np.ndarray, length: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    # torch's interpolate(mode="area"), which facenet-pytorch resizes with, is adaptive
+    # average pooling: output i averages inputs floor(i*L/n) .. ceil((i+1)*L/n) - 1.
+    i = np.arange(n_out)[None, :]
+    lo = start[:, None] + (i * length[:, None]) // n_out
+    hi = start[:, None] - ((-(i + 1) * length[:, None]) // n_out)
+    return lo, hi
+
+
+def _area_crops(sat: np.ndarray, boxes: np.ndarray, h_out: int, w_out: int) -> np.ndarray:
+    """Area-resize integer boxes (x0, y0, x1, y1, end-exclusive) -> N x 3 x h x w net input."""
+    ylo, yhi = _cells(boxes[:, 1], boxes[:, 3] - boxes[:, 1], h_out)
+    xlo, xhi = _cells(boxes[:, 0], boxes[:, 2] - boxes[:, 0], w_out)
+    if len(boxes) == 1:  # pyramid levels: two whole-axis takes beat 2-D fancy indexing
+        rows = sat[yhi[0]] - sat[ylo[0]]
+        sums = (rows[:, xhi[0]] - rows[:, xlo[0]])[None]
+    else:
+        flat, stride = sat.reshape(-1, sat.shape[2]), sat.shape[1]
+        y0, y1 = ylo[:, :, None] * stride, yhi[:, :, None] * stride
+        x0, x1 = xlo[:, None, :], xhi[:, None, :]
+        take = functools.partial(np.take, flat, axis=0)  # much faster than 2-D fancy indexing
+        sums = take(y1 + x1) - take(y0 + x1) - take(y1 + x0) + take(y0 + x0)
+    mean = sums / ((yhi - ylo)[:, :, None] * (xhi - xlo)[:, None, :])[..., None]
+    return ((mean - 127.5) * 0.0078125).astype(np.float32).transpose(0, 3, 1, 2)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float,
+         use_min: bool = False) -> np.ndarray:
+    # Two flavours, as in facenet-pytorch: torchvision's IoU (no +1) for stages 1-2,
+    # its numpy "Min" overlap with +1 pixel areas for the last stage.
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    one = 1.0 if use_min else 0.0
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1 + one) * (y2 - y1 + one)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
+        ih = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
+        inter = iw * ih
+        denom = np.minimum(area[i], area[rest]) if use_min else area[i] + area[rest] - inter
+        order = rest[inter / np.maximum(denom, 1e-12) <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def _generate_boxes(reg: np.ndarray, prob: np.ndarray, scale: float, thresh: float) -> np.ndarray:
+    """P-Net map cells over threshold -> rows (x1, y1, x2, y2, score, dx1, dy1, dx2, dy2)."""
+    ys, xs = np.nonzero(prob >= thresh)
+    cell = np.stack([xs, ys], axis=1).astype(np.float32)
+    q1 = np.floor((2 * cell + 1) / scale)
+    q2 = np.floor((2 * cell + 12) / scale)
+    return np.concatenate([q1, q2, prob[ys, xs, None], reg[:, ys, xs].T], axis=1)
+
+
+def _rerec(boxes: np.ndarray) -> np.ndarray:
+    """Make boxes square around their centre, side = the longer side."""
+    w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    boxes[:, 0] += w * 0.5 - side * 0.5
+    boxes[:, 1] += h * 0.5 - side * 0.5
+    boxes[:, 2] = boxes[:, 0] + side
+    boxes[:, 3] = boxes[:, 1] + side
+    return boxes
+
+
+def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply R/O-Net box regression (offsets in units of box size, +1 pixel widths)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    boxes[:, :4] += reg[:, :4] * np.stack([w, h, w, h], axis=1)
+    return boxes
+
+
+def _crops(sat: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop each box, clipped to the image as the reference does, to size x size."""
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    x, y = np.maximum(b[:, 0], 1) - 1, np.maximum(b[:, 1], 1) - 1
+    ex, ey = np.minimum(b[:, 2], sat.shape[1] - 1), np.minimum(b[:, 3], sat.shape[0] - 1)
+    valid = (ey > y) & (ex > x)
+    rects = np.stack([x, y, ex, ey], axis=1)[valid]
+    return np.ascontiguousarray(_area_crops(sat, rects, size, size)), valid
+
+
+class MTCNN:
+    """The three-stage MTCNN cascade: faces with scores and five landmarks."""
+
+    def __init__(self, weights: Path | None = None, max_side: int = 640) -> None:
+        """Load the nets from `weights` (default: the bundled mtcnn.npz)."""
+        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise FacecmpError(f"MTCNN weights not found at {path}; run tools/convert_mtcnn.py")
+        with np.load(path) as data:
+            arrays = {key: data[key] for key in data.files}
+        self._paddle = import_paddle()
+        self.pnet, self.rnet, self.onet = (_build_net(k, arrays) for k in ("pnet", "rnet", "onet"))
+        self.max_side = max_side
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        """All faces in an HxWx3 uint8 RGB image, most confident first."""
+        img, scale = self._prepare(rgb)
+        sat = _integral(img)
+        points = np.zeros((0, 5, 2), np.float32)
+        with self._paddle.no_grad():
+            boxes = self._stage1(sat)
+            if len(boxes):
+                boxes = self._stage2(sat, boxes)
+            if len(boxes):
+                boxes, points = self._stage3(sat, boxes)
+        faces = []
+        for box, pts in zip(boxes, points):
+            # Box edges scale directly; landmarks are pixel centres, so map them as such.
+            edges = box[:4] / np.tile(scale, 2)
+            marks = (pts + 0.5) / scale - 0.5
+            faces.append(Face(tuple(float(v) for v in edges), float(box[4]),
+                              marks.astype(np.float32)))
+        return sorted(faces, key=lambda f: -f.score)
+
+    def _prepare(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """RGB image shrunk to at most max_side, and its (x, y) scale factors."""
+        rgb = np.asarray(rgb)
+        if rgb.ndim == 2:
+            rgb = np.stack([rgb] * 3, axis=-1)
+        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
+            raise FacecmpError(f"expected an HxWx3 RGB image, got shape {rgb.shape}")
+        rgb = rgb[:, :, :3]
+        if rgb.dtype != np.uint8:
+            rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+        height, width = rgb.shape[:2]
+        scale = np.ones(2, np.float32)
+        if self.max_side and max(height, width) > self.max_side:
+            factor = self.max_side / max(height, width)
+            size = (max(1, round(width * factor)), max(1, round(height * factor)))
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            scale = np.array([size[0] / width, size[1] / height], np.float32)
+        return rgb, scale
+
+    def _run(self, net, batch: np.ndarray) -> list[np.ndarray]:
+        return [out.numpy() for out in net(self._paddle.to_tensor(batch))]
+
+    def _stage1(self, sat: np.ndarray) -> np.ndarray:
+        """P-Net over the image pyramid -> square candidate boxes (x1, y1, x2, y2, score)."""
+        h, w = sat.shape[0] - 1, sat.shape[1] - 1
+        whole = np.array([[0, 0, w, h]])
+        scale, smallest = 12.0 / MIN_FACE_SIZE, min(h, w) * 12.0 / MIN_FACE_SIZE
+        found = [np.zeros((0, 9), np.float32)]
+        while smallest >= 12:
+            data = _area_crops(sat, whole, int(h * scale + 1), int(w * scale + 1))
+            reg, prob = self._run(self.pnet, np.ascontiguousarray(data))
+            boxes = _generate_boxes(reg[0], prob[0, 1], scale, THRESHOLDS[0])
+            found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
+            scale, smallest = scale * FACTOR, smallest * FACTOR
+        boxes = np.concatenate(found)
+        boxes = boxes[_nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        w_, h_ = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        shifted = boxes[:, :4] + boxes[:, 5:9] * np.stack([w_, h_, w_, h_], axis=1)
+        return _rerec(np.concatenate([shifted, boxes[:, 4:5]], axis=1))
+
+    def _stage2(self, sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """R-Net refinement of the candidates."""
+        data, valid = _crops(sat, boxes, 24)
+        boxes = boxes[valid]
+        if not len(boxes):
+            return boxes
+        reg, prob = self._run(self.rnet, data)
+        keep = prob[:, 1] > THRESHOLDS[1]
+        boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
+        pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
+        return _rerec(_bbreg(boxes[pick], reg[keep][pick]))
+
+    def _stage3(self, sat: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """O-Net: final boxes, scores and landmarks (N x 5 x 2, x then y)."""
+        data, valid = _crops(sat, boxes, 48)
+        boxes = boxes[valid]
+        if not len(boxes):
+            return boxes, np.zeros((0, 5, 2), np.float32)
+        reg, marks, prob = self._run(self.onet, data)
+        keep = prob[:, 1] > THRESHOLDS[2]
+        boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
+        reg, marks = reg[keep], marks[keep]
+        w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
+        h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
+        points = np.stack([w * marks[:, :5] + boxes[:, :1] - 1,
+                           h * marks[:, 5:] + boxes[:, 1:2] - 1], axis=2)
+        boxes = _bbreg(boxes, reg)
+        pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, use_min=True)
+        return boxes[pick], points[pick]
