@@ -39,10 +39,15 @@ def _swap_activations(layer: nn.Layer, name: str) -> None:
 
 
 class Backbone(nn.Layer):
-    """ResNet18 without its classifier: the pooled 512-d output is the embedding."""
+    """ResNet18 (or the attention ResNet) without its classifier: the pooled 512-d output."""
 
     def __init__(self, arch: str = "resnet18", activation: str = "relu") -> None:
         super().__init__()
+        if arch == "attention_resnet":
+            from facecmp.attention import AttentionResNet
+
+            self.net = AttentionResNet(activation)
+            return
         if arch != "resnet18":
             raise ValueError(f"unknown arch {arch}")
         self.net = paddle.vision.models.resnet18(num_classes=0, with_pool=True)

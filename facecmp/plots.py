@@ -92,3 +92,45 @@ def distance_histograms(dists: dict[str, tuple[np.ndarray, np.ndarray]], best: d
         ax.set(xlabel=f"{metric} distance", ylabel="pairs", title=f"pair distances ({metric})")
         ax.legend()
     _save(fig, path)
+
+
+def confusion_matrix(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
+    """Rows true, columns predicted: counts in the cells, colour by share of the true class."""
+    plt = _plt()
+    cm = np.asarray(cm)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
+    side = max(4.5, 0.8 * len(classes) + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                    color="white" if share[i, j] > 0.5 else "black")
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    _save(fig, path)
+
+
+def error_sheet(items: list[tuple[np.ndarray, str, str, float]], path: Path, total: int | None = None,
+                columns: int = 8) -> None:
+    """A contact sheet of misclassified crops (pixels, true, predicted, p) with their labels."""
+    plt = _plt()
+    rows = max(1, -(-len(items) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (pixels, true, pred, p) in zip(axes.flat, items):
+        img = np.asarray(pixels)
+        gray = img.ndim == 2 or img.shape[-1] == 1
+        ax.imshow(img.reshape(img.shape[:2]) if gray else img, cmap="gray" if gray else None,
+                  vmin=0, vmax=255)
+        ax.set_title(f"true {true}\npred {pred} ({p:.2f})", fontsize=7)
+    if not items:
+        axes[0, 0].text(0, 0.5, "no misclassified images", fontsize=10)
+    total = len(items) if total is None else total
+    fig.suptitle(f"misclassified images: {len(items)} of {total} shown", fontsize=10)
+    _save(fig, path)

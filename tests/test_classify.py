@@ -1,0 +1,133 @@
+"""Classifier inference: `facecmp mask` / `facecmp expression`, batching and detector fallbacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_class_tree, need_data
+
+from facecmp.cli import main
+
+
+def train_tiny(base: Path, task: str, classes: int = 2, size: int = 48,
+               data: dict | None = None) -> Path:
+    """Train a classifier for one epoch on a synthetic root/<split>/<class>/* tree; its model dir."""
+    from facecmp.config import load_config
+    from facecmp.trainer import train
+
+    root = base / "data"
+    for split, n in (("train", 8), ("validation", 3), ("test", 4)):
+        make_class_tree(root / split, classes=classes, per_class=n, size=size)
+    cfg = load_config(task, overrides={"data": data or {},
+                                       "train": {"epochs": 1, "batch_size": 8, "patience": 0}})
+    train(cfg, [root], base / "run", verbose=0)
+    return base / "run" / "model"
+
+
+@pytest.fixture(scope="session")
+def tiny_mask(tmp_path_factory) -> Path:
+    """A two-class 'mask' model at 32x32 (seconds to train)."""
+    return train_tiny(tmp_path_factory.mktemp("mask"), "mask", data={"input_size": 32})
+
+
+@pytest.fixture(scope="session")
+def tiny_expr(tmp_path_factory) -> Path:
+    """A three-class 'expression' model with the task's own recipe (attention ResNet, gray 48x48)."""
+    return train_tiny(tmp_path_factory.mktemp("expr"), "expression", classes=3)
+
+
+def _images(model: Path, n: int = 2) -> list[str]:
+    test = model.parent.parent / "data" / "test"
+    return [str(sorted((test / c).iterdir())[0]) for c in sorted(p.name for p in test.iterdir())][:n]
+
+
+def test_mask_json_has_one_object_per_image_and_survives_a_bad_file(tiny_mask, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a JPEG")
+    good = _images(tiny_mask)
+    res = CliRunner().invoke(main, ["mask", *good, str(bad), "--model", str(tiny_mask),
+                                    "--detector", "none", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert isinstance(out, list) and len(out) == 3
+    assert [o["path"] for o in out] == [*good, str(bad)]
+    classes = json.loads((tiny_mask / "meta.json").read_text())["classes"]
+    for o in out[:2]:
+        assert o["label"] in classes and set(o["probabilities"]) == set(classes)
+        assert abs(sum(o["probabilities"].values()) - 1) < 1e-6
+        assert o["label"] == max(o["probabilities"], key=o["probabilities"].get)
+        assert o["box"] is None and "error" not in o
+    assert "error" in out[2] and "not an image" in out[2]["error"] and "label" not in out[2]
+
+
+def test_plain_output_and_exit_code_when_everything_fails(tiny_mask, tmp_path):
+    good = _images(tiny_mask, 1)[0]
+    res = CliRunner().invoke(main, ["mask", good, "--model", str(tiny_mask), "--detector", "none"])
+    assert res.exit_code == 0, res.output
+    line = res.stdout.strip()
+    assert line.startswith(f"{good}: person_0") and line.endswith(")") and "(p=" in line
+    res = CliRunner().invoke(main, ["mask", str(tmp_path / "missing.jpg"), "--model", str(tiny_mask)])
+    assert res.exit_code != 0 and "no such file" in res.output and "Traceback" not in res.output
+
+
+def test_wrong_task_and_identity_model_are_one_line_errors(tiny_mask, tiny_model):
+    good = _images(tiny_mask, 1)
+    for model, words in ((tiny_mask, "not a expression model"), (tiny_model, "not a classifier")):
+        res = CliRunner().invoke(main, ["expression", *good, "--model", str(model)])
+        assert res.exit_code != 0 and words in res.output
+        assert len(res.output.strip().splitlines()) == 1
+
+
+def test_batches_give_the_same_answers_and_probabilities_sum_to_one(tiny_mask):
+    from facecmp.classify import Classifier
+
+    test = tiny_mask.parent.parent / "data" / "test"
+    files = sorted(test.rglob("*.png"))
+    one = Classifier(tiny_mask, batch_size=64).predict_files(files, detector="none")
+    small = Classifier(tiny_mask, batch_size=3).predict_files(files, detector="none", progress=True)
+    assert len(one) == len(small) == len(files)
+    for a, b in zip(one, small):
+        assert a["label"] == b["label"]
+        assert np.allclose(list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-5)
+        assert abs(sum(a["probabilities"].values()) - 1) < 1e-9
+
+
+def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch):
+    from facecmp import detect
+    from facecmp.classify import Classifier
+
+    clf = Classifier(tiny_mask)
+    path = _images(tiny_mask, 1)[0]
+    res = clf.predict_files([path], detector="mtcnn")[0]  # stripes: neither detector sees a face
+    assert res["box"] is None and "whole image" in res["note"]
+    assert abs(sum(res["probabilities"].values()) - 1) < 1e-9
+
+    def fake(rgb, detector="mtcnn"):
+        return [] if detector == "mtcnn" else [detect.Face((8.0, 8.0, 40.0, 40.0), 1.0)]
+
+    monkeypatch.setattr(detect, "detect_faces", fake)
+    res = clf.predict_files([path], detector="mtcnn")[0]
+    assert res["box"] == [8.0, 8.0, 40.0, 40.0] and "used the haar box" in res["note"]
+    # the model's box scale is for MTCNN boxes; Haar's smaller boxes are enlarged to match
+    own = float(clf.meta["crop"]["scale"])
+    assert clf._meta_for("haar")["crop"]["scale"] == pytest.approx(own / 0.75)
+    assert clf._meta_for("mtcnn")["crop"]["scale"] == own
+
+
+@pytest.mark.slow
+def test_expression_on_a_whole_lfw_photo(tiny_expr):
+    lfw = need_data("lfw")
+    photo = sorted((lfw / "Aaron_Eckhart").glob("*.jpg"))[0] if (lfw / "Aaron_Eckhart").is_dir() \
+        else sorted(lfw.rglob("*.jpg"))[0]
+    res = CliRunner().invoke(main, ["expression", str(photo), "--model", str(tiny_expr),
+                                    "--detector", "mtcnn", "--json"])
+    assert res.exit_code == 0, res.output
+    (out,) = json.loads(res.stdout)
+    assert abs(sum(out["probabilities"].values()) - 1) < 1e-6 and len(out["probabilities"]) == 3
+    assert out["box"] is not None and out["note"] is None  # MTCNN finds the LFW face itself
+    meta = json.loads((tiny_expr / "meta.json").read_text())
+    assert (meta["arch"], meta["color"], meta["input_size"]) == ("attention_resnet", "gray", 48)
