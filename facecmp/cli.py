@@ -182,13 +182,12 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
     model_dir = resolve_model(model)
     from facecmp import compare as cmp
     from facecmp.embedder import Embedder
+    from facecmp.pairs import read_pairs
 
+    pairs = read_pairs(pairs_file, images_root) if pairs_file is not None else []
     embedder = Embedder(model_dir)
     metric, threshold = cmp.resolve_threshold(embedder.meta, metric, threshold)
     if pairs_file is not None:
-        from facecmp.pairs import read_pairs
-
-        pairs = read_pairs(pairs_file, images_root)
         counts = cmp.compare_pairs(embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
         click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
                    f"{counts['error']} errors")

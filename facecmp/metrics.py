@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from facecmp.errors import FacecmpError
 
@@ -138,7 +137,17 @@ def roc_auc(distances: np.ndarray, issame: np.ndarray) -> float:
     d, s = _checked(distances, issame)
     if s.all() or not s.any():
         return float("nan")
+    from sklearn.metrics import roc_auc_score  # scikit-learn costs ~2 s to import: only here
+
     return float(roc_auc_score(s, -d))
+
+
+def roc_points(distances: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC curve points (FPR, TPR, and the negated distance thresholds), via scikit-learn."""
+    from sklearn.metrics import roc_curve
+
+    d, s = _checked(distances, issame)
+    return roc_curve(s, -d, drop_intermediate=False)
 
 
 def equal_error_rate(distances: np.ndarray, issame: np.ndarray) -> tuple[float, float]:
@@ -146,7 +155,7 @@ def equal_error_rate(distances: np.ndarray, issame: np.ndarray) -> tuple[float, 
     d, s = _checked(distances, issame)
     if s.all() or not s.any():
         return float("nan"), float("nan")
-    fpr, tpr, score_thr = roc_curve(s, -d, drop_intermediate=False)
+    fpr, tpr, score_thr = roc_points(d, s)
     gap = fpr - (1.0 - tpr)  # FAR - FRR: -1 at the strictest point, +1 at the loosest
     i = int(np.argmax(gap >= 0))
     if gap[i] == 0 or i == 0:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from facecmp import metrics, plots
 from facecmp.errors import FacecmpError
@@ -85,7 +84,7 @@ def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path)
         curves[metric] = metrics.sweep(d, pd.issame, thresholds)
         summary[metric] = metrics.summarize(d, pd.issame, thresholds, folds)
         best[metric] = summary[metric]["best_threshold"]
-        fpr, tpr, _ = roc_curve(pd.issame, -d)
+        fpr, tpr, _ = metrics.roc_points(d, pd.issame)
         rocs[metric] = (fpr, tpr, summary[metric]["roc_auc"] or float("nan"))
         hists[metric] = (d, pd.issame)
     with open(out / "sweep.csv", "w", newline="") as f:
