@@ -151,7 +151,8 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
     embedder = Embedder(model_dir, flip=flip)
     names = ["euclid", "cosine"] if metric == "both" else [metric]
     pd = sweep.pair_distances(pairs, embedder, names, detector)
-    summary = sweep.run_sweep(pd, thresholds, sweep.fold_ids(pd.pairs, folds), out)
+    calibrated = embedder.meta.get("thresholds") or {}
+    summary = sweep.run_sweep(pd, thresholds, sweep.fold_ids(pd.pairs, folds), out, calibrated)
     for line in sweep.summary_lines(summary):
         click.echo(line)
     click.echo(f"wrote {out}/sweep.csv, summary.json, pr_curve.png, accuracy_curve.png, roc.png, distances.png")

@@ -73,8 +73,13 @@ def fold_ids(pairs: list[Pair], k: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path) -> dict[str, Any]:
-    """Sweep thresholds per metric; write sweep.csv, summary.json and the plots into out."""
+def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path,
+              calibrated: dict[str, float] | None = None) -> dict[str, Any]:
+    """Sweep thresholds per metric; write sweep.csv, summary.json and the plots into out.
+
+    `calibrated` (metric -> threshold, from the model's meta.json) adds the figures at the
+    model's own threshold: the number a user of `compare` actually gets.
+    """
     if len(pd.pairs) == 0 or pd.issame.all() or not pd.issame.any():
         raise FacecmpError("the sweep needs both same and different pairs with readable faces")
     out.mkdir(parents=True, exist_ok=True)
@@ -83,6 +88,9 @@ def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path)
         thresholds = metrics.parse_grid(grid) if grid else metrics.default_grid(d)
         curves[metric] = metrics.sweep(d, pd.issame, thresholds)
         summary[metric] = metrics.summarize(d, pd.issame, thresholds, folds)
+        if calibrated and metric in calibrated:
+            summary[metric]["at_calibrated_threshold"] = {
+                "threshold": calibrated[metric], **metrics.confusion(d, pd.issame, calibrated[metric])}
         best[metric] = summary[metric]["best_threshold"]
         fpr, tpr, _ = metrics.roc_points(d, pd.issame)
         rocs[metric] = (fpr, tpr, summary[metric]["roc_auc"] or float("nan"))
@@ -109,6 +117,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
             continue
         k = s["kfold"]
         tar = s["tar_at_far_1e-2"]["tar"]
+        cal = s.get("at_calibrated_threshold")
+        if cal:
+            lines.append(f"{metric}: at the model's calibrated threshold: accuracy {cal['accuracy']:.4f} "
+                         f"(precision {cal['precision']:.3f} recall {cal['recall']:.3f})")
         lines.append(f"{metric}: best threshold {s['best_threshold']:.4g} accuracy {s['accuracy']:.4f} "
                      f"(precision {s['precision']:.3f} recall {s['recall']:.3f}); "
                      f"{k['folds']}-fold accuracy {k['mean']:.4f} ± {k['std']:.4f}; AUC {s['roc_auc']:.4f}; "

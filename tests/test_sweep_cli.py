@@ -45,6 +45,11 @@ def test_sweep_writes_all_outputs_and_saves_threshold(tiny_model, tiny_tree, tmp
         assert s["tar_at_far_1e-3"]["tar"] is None and "needs at least" in s["tar_at_far_1e-3"]["reason"]
     meta = json.loads((tiny_model / "meta.json").read_text())
     assert meta["metric"] in ("euclid", "cosine") and meta["threshold"] == summary[meta["metric"]]["best_threshold"]
+    res = _run("threshold-sweep", "--model", tiny_model, "--pairs", pairs, "--out", out)
+    again = json.loads((out / "summary.json").read_text())[meta["metric"]]
+    assert again["at_calibrated_threshold"]["threshold"] == meta["threshold"]
+    assert again["at_calibrated_threshold"]["accuracy"] == again["accuracy"]  # same pairs, same threshold
+    assert "calibrated threshold" in res.output
 
 
 def test_paper_grid_is_one_flag_away(tiny_model, tiny_tree, tmp_path):
