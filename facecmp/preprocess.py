@@ -53,6 +53,23 @@ def _detected_crop(rgb: np.ndarray, method: str, detector: str, scale: float, si
     return FaceCrop(pixels, found["box"], found["landmarks"], note)
 
 
+def with_detector(meta: dict[str, Any], detector: str | None) -> dict[str, Any]:
+    """meta with its crop convention overridden by a --detector choice.
+
+    "none" treats inputs as crops (a center-crop model keeps its fixed crop); "mtcnn" or
+    "haar" detect a face first: aligned for align models, a box crop otherwise.
+    """
+    if detector is None:
+        return meta
+    crop = dict(meta.get("crop") or {"method": "none"})
+    method = crop.get("method", "none")
+    if detector == "none":
+        crop["method"] = "center" if method == "center" else "none"
+    else:
+        crop.update(method="align" if method == "align" else "box", detector=detector)
+    return {**meta, "crop": crop}
+
+
 def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
               detector: str | None = None) -> FaceCrop:
     """Cut the face from an RGB image following the crop convention in meta.
@@ -60,17 +77,13 @@ def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
     Conventions: none (the image is the crop), center (a fixed central square), align
     (detector landmarks onto the five-point template) and box (the detector's box, squared
     and enlarged by `scale`, for heads trained on loosely framed crops). `detector`
-    overrides the convention: "none" treats the input as a crop; "mtcnn"/"haar" detect a
-    face first (aligned for align models, a box crop otherwise).
+    overrides the convention (see with_detector).
     """
+    meta = with_detector(meta, detector)
     crop = meta.get("crop") or {"method": "none"}
     size, method = int(meta["input_size"]), crop.get("method", "none")
-    if detector == "none":
-        method = "center" if method == "center" else "none"
-    elif detector is not None:
-        method = "align" if method == "align" else "box"
     if method in ("align", "box"):
-        face = _detected_crop(rgb, method, detector or crop.get("detector", "mtcnn"),
+        face = _detected_crop(rgb, method, crop.get("detector", "mtcnn"),
                               float(crop.get("scale", 1.0)), size, source)
     elif method == "center":
         face = FaceCrop(_resize(center_crop(rgb, float(crop.get("fraction", 1.0))), size))

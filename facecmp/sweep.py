@@ -12,7 +12,9 @@ import numpy as np
 
 from facecmp import metrics, plots
 from facecmp.errors import FacecmpError
+from facecmp.datasets import prepare_crops
 from facecmp.pairs import Pair, missing_images, read_pairs, select_folds
+from facecmp.preprocess import with_detector
 
 SWEEP_FIELDS = ["metric", "threshold", "tp", "fp", "tn", "fn", "precision", "recall", "f1",
                 "accuracy", "tpr", "fpr"]
@@ -43,19 +45,26 @@ def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) ->
 
 def pair_distances(pairs: list[Pair], embedder, metric_names: list[str], detector: str | None = None,
                    progress: bool = True) -> PairDistances:
-    """Embed each distinct image once and measure every pair under each metric."""
-    unique = sorted({str(p) for pair in pairs for p in (pair.path_a, pair.path_b)})
-    emb = embedder.embed_files(unique, detector=detector, progress=progress)
-    index = {p: i for i, p in enumerate(unique)}
+    """Embed each distinct image once and measure every pair under each metric.
+
+    Face crops go through the crop cache, so sweeping several models (or the same model
+    again) on one pairs file runs the detector only once.
+    """
+    unique = sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
+    crops, ok, problems = prepare_crops(unique, with_detector(embedder.meta, detector), progress)
+    errors = dict(zip((str(unique[i]) for i in np.flatnonzero(~ok)), problems))
+    vectors = np.zeros((len(unique), int(embedder.meta["embedding_size"])), np.float32)
+    vectors[ok] = embedder.embed_crops(crops[ok])
+    index = {str(p): i for i, p in enumerate(unique)}
     keep, failed = [], []
     for pair in pairs:
-        bad = [str(p) for p in (pair.path_a, pair.path_b) if not emb.ok[index[str(p)]]]
+        bad = [str(p) for p in (pair.path_a, pair.path_b) if not ok[index[str(p)]]]
         if bad:
-            failed.append((pair, emb.errors[bad[0]]))
+            failed.append((pair, errors[bad[0]]))
         else:
             keep.append(pair)
-    a = emb.vectors[[index[str(p.path_a)] for p in keep]]
-    b = emb.vectors[[index[str(p.path_b)] for p in keep]]
+    a = vectors[[index[str(p.path_a)] for p in keep]]
+    b = vectors[[index[str(p.path_b)] for p in keep]]
     dists = {m: metrics.DISTANCES[m](a, b) for m in metric_names}
     return PairDistances(keep, np.asarray([p.same for p in keep]), dists, failed)
 
