@@ -235,8 +235,13 @@ def kfold_accuracy(distances: np.ndarray, issame: np.ndarray, thresholds: np.nda
             "accuracies": accuracies, "thresholds": chosen, "folds": len(accuracies)}
 
 
-def default_grid(distances: np.ndarray, steps: int = 200) -> np.ndarray:
-    """Evenly spaced thresholds from 0 (or just below the min) to just above the max."""
+def default_grid(distances: np.ndarray, steps: int = 400) -> np.ndarray:
+    """Thresholds from 0 (or just below the min) to just above the max, dense where pairs are.
+
+    Half the points are evenly spaced, half at quantiles of the distances: a few outlying
+    distances would otherwise stretch an even grid so far that no step falls where the
+    same/different boundary is.
+    """
     d = np.asarray(distances, dtype=np.float64).ravel()
     if d.size == 0:
         raise FacecmpError("no distances to build a threshold grid from")
@@ -245,7 +250,8 @@ def default_grid(distances: np.ndarray, steps: int = 200) -> np.ndarray:
     lo, hi = float(d.min()), float(d.max())
     margin = 0.01 * (hi - lo) if hi > lo else max(abs(hi) * 0.01, 1e-6)
     start = 0.0 if lo >= 0 else lo - margin
-    return np.linspace(start, hi + margin, steps)
+    even = np.linspace(start, hi + margin, steps - steps // 2)
+    return np.unique(np.concatenate([even, np.quantile(d, np.linspace(0, 1, steps // 2))]))
 
 
 def parse_grid(text: str) -> np.ndarray:
