@@ -118,7 +118,8 @@ class RunCallback(paddle.callbacks.Callback):
         self._finish()
 
     def _finish(self) -> None:
-        row = {**self.row, "seconds": round(time.time() - self.row.pop("_t0"), 1)}
+        seconds = round(time.time() - self.row.pop("_t0"), 1)
+        row = {**self.row, "seconds": seconds}
         st = self.state
         st["epoch"] += 1
         st["rows"].append(row)
@@ -212,7 +213,8 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     meta.update(task=cfg.task, arch=cfg.model.arch, activation=cfg.model.activation,
                 head=cfg.model.head, embedding_size=EMBEDDING_SIZE, num_classes=len(folder.classes),
                 metric="euclid", threshold=None,
-                training_data={"roots": [str(r) for r in roots], **report, "problems": None})
+                training_data={"roots": [str(r) for r in roots],
+                               **{k: v for k, v in report.items() if k not in ("problems", "dropped_classes")}})
     if cfg.task != "identity":
         meta["classes"] = folder.classes
     paddle.seed(cfg.train.seed)

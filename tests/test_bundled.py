@@ -27,13 +27,15 @@ def test_meta_has_a_calibrated_threshold():
     assert meta["crop"]["method"] == "align" and meta["input_size"] == 64
 
 
-# the first two same and the first two different pairs of LFW View 2 fold 1 (test identities)
+# Pairs of LFW View 2 fold 1 (test identities) showing each verdict through the CLI. The
+# model is wrong on some pairs (the first two different pairs of fold 1 come out "same"):
+# test_fold_1_accuracy below is the measurement, these are illustrations.
 @pytest.mark.parametrize(("a", "b", "expected"), [
     ("Abel_Pacheco/Abel_Pacheco_0001.jpg", "Abel_Pacheco/Abel_Pacheco_0004.jpg", "same"),
     ("Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg", "Akhmed_Zakayev/Akhmed_Zakayev_0003.jpg", "same"),
-    ("Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001.jpg", "Dean_Barker/Dean_Barker_0001.jpg", "different"),
-    ("Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001.jpg",
-     "Giancarlo_Fisichella/Giancarlo_Fisichella_0001.jpg", "different"),
+    ("Abdel_Madi_Shabneh/Abdel_Madi_Shabneh_0001.jpg", "Mikhail_Gorbachev/Mikhail_Gorbachev_0001.jpg",
+     "different"),
+    ("Abdul_Rahman/Abdul_Rahman_0001.jpg", "Portia_de_Rossi/Portia_de_Rossi_0001.jpg", "different"),
 ])
 def test_lfw_verdicts(a, b, expected):
     lfw = need_data("lfw")
@@ -42,6 +44,20 @@ def test_lfw_verdicts(a, b, expected):
     assert res.output.startswith(expected + ":"), res.output
     res = _compare(lfw / a, lfw / b, "--json")
     assert json.loads(res.output)["verdict"] == expected
+
+
+def test_fold_1_accuracy(tmp_path):
+    """The first 20 same and 20 different pairs of fold 1, at the calibrated threshold."""
+    lines = need_data("lfw-pairs.txt").read_text().splitlines()
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("\n".join(["1\t20", *lines[1:21], *lines[301:321]]) + "\n")
+    out = tmp_path / "r.csv"
+    res = CliRunner().invoke(main, ["compare", "--pairs", str(pairs), "--images", str(need_data("lfw")),
+                                    "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    verdicts = [row.split(",")[5] for row in out.read_text().splitlines()[1:]]
+    correct = sum(v == t for v, t in zip(verdicts, ["same"] * 20 + ["different"] * 20))
+    assert correct >= 30  # 75%; the model card's figure on 3,000 pairs is about 81%
 
 
 def test_large_colour_photo_with_an_off_centre_face(tmp_path):
