@@ -81,6 +81,7 @@ def _export_to(net, meta: dict, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
         paddle.jit.save(backbone, str(tmp / "backbone"), input_spec=spec)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the weights
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
