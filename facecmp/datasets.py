@@ -33,7 +33,7 @@ class FaceFolder:
 
 
 def data_root() -> Path:
-    """The shared data root: $FACECMP_DATA, else ../shared/data beside the working directory."""
+    """The data root for tools and tests: $FACECMP_DATA, else ../shared/data from the working directory."""
     return Path(os.environ.get("FACECMP_DATA", "../shared/data"))
 
 

@@ -1,4 +1,4 @@
-"""What a training run leaves on disk: per-epoch log, checkpoints, curves.
+"""What a training run leaves on disk: the per-epoch log and resumable checkpoints.
 
 A run directory holds log.csv, curves.png, config.yaml, data_report.json, the model
 directory, and checkpoints/ with the state needed to resume after an interruption.

@@ -10,9 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+# tests may run from any directory: the default data root is the one beside the repository
+os.environ.setdefault("FACECMP_DATA", str(REPO.parent / "shared" / "data"))
+
+
 def data_root() -> Path:
-    """$FACECMP_DATA, else ../shared/data beside the repository."""
-    return Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
+    """The data root (facecmp.datasets.data_root, the one place it is decided)."""
+    from facecmp.datasets import data_root as root
+
+    return root()
 
 
 def need_data(*parts: str) -> Path:

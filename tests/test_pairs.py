@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import data_root
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,9 +32,6 @@ Eve\t1\tFrank\t1
 Gina\t1\tHank\t4
 """
 
-
-def data_root() -> Path:
-    return Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
 
 
 def write(path: Path, text: str) -> Path:

@@ -35,8 +35,10 @@ ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 
 
 def default_data() -> Path:
-    """FACECMP_DATA/facemask12k, else the shared data folder next to the repository."""
-    return Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data")) / "facemask12k"
+    """facemask12k under the data root ($FACECMP_DATA, else ../shared/data)."""
+    from facecmp.datasets import data_root
+
+    return data_root() / "facemask12k"
 
 
 def split_dir(root: Path, name: str) -> Path:

@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.torch_worker:
         return torch_worker(args.torch_worker)
-    data = args.data or Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
+    data = args.data or __import__("facecmp.datasets").datasets.data_root()
     if not (data / "lfw").is_dir() or not (data / "lfw-pairs.txt").is_file():
         raise SystemExit(f"{data}: no lfw/ and lfw-pairs.txt (set --data or FACECMP_DATA)")
     n = SIZES["quick" if args.quick else "full"]

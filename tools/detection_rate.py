@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -23,8 +22,10 @@ from facecmp.images import load_rgb  # noqa: E402
 
 
 def default_data_root() -> Path:
-    """FACECMP_DATA, else the shared data folder next to the repository."""
-    return Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
+    """The data root as facecmp decides it ($FACECMP_DATA, else ../shared/data)."""
+    from facecmp.datasets import data_root
+
+    return data_root()
 
 
 def parse_folds(text: str) -> list[int]:

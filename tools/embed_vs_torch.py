@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from benchmark import REPO, resolve_model, spread, torch_resnet18  # noqa: E402
+from benchmark import resolve_model, spread, torch_resnet18  # noqa: E402
 
 # The PyTorch side; torch_resnet18's source is placed above it, so the script stands alone.
 TORCH_MAIN = r'''
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="model directory (default: bundled, else untrained)")
     ap.add_argument("--data", type=Path, help="data root holding lfw/ (default: $FACECMP_DATA)")
     args = ap.parse_args(argv)
-    data = args.data or Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
+    data = args.data or __import__("facecmp.datasets").datasets.data_root()
     files = spread(sorted((data / "lfw").glob("*/*.jpg")), 100 if args.quick else args.n)
     if not files:
         raise SystemExit(f"{data / 'lfw'}: no images (set --data or FACECMP_DATA)")
