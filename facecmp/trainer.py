@@ -133,6 +133,7 @@ class RunCallback(paddle.callbacks.Callback):
             st["wait"] = st.get("wait", 0) + 1
         runlog.save_checkpoint(self.model, self.run_dir, st)
         runlog.write_log(st["rows"], self.run_dir / "log.csv")
+        plots.training_curves(st["rows"], self.run_dir / "curves.png")  # kept current if interrupted
         patience = self.cfg.train.patience
         if self.has_val and patience > 0 and st["wait"] >= patience:
             print(f"early stopping: no validation gain for {patience} epochs", flush=True)
