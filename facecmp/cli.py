@@ -48,14 +48,21 @@ def main() -> None:
               help="Leave out identities named in this LFW pairs file (test identities).")
 @click.option("--exclude-folds", default=None, help="Only the pairs of these folds, e.g. 1-5.")
 @click.option("--exclude-list", type=click.Path(path_type=Path), help="File of identity names to leave out.")
+@click.option("--init", "init", type=click.Path(path_type=Path),
+              help="Start the backbone from this model directory's weights (transfer learning).")
 @friendly
 def train(task, data, config, epochs, batch_size, out, resume, exclude_pairs, exclude_folds,
-          exclude_list) -> None:
+          exclude_list, init) -> None:
     """Train a ResNet18 classifier with paddle.Model.fit and write a model directory."""
     from facecmp.config import load_config
     from facecmp.datasets import read_identity_list
 
     overrides = {"train": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}}
+    if init:
+        from facecmp.modeldir import read_meta
+
+        read_meta(init)  # a bad model directory fails before any data is read
+        overrides["model"] = {"init": str(init)}
     cfg = load_config(task, config, overrides)
     exclude = read_identity_list(exclude_list) if exclude_list else set()
     if exclude_pairs:

@@ -72,6 +72,7 @@ class ModelConfig:
     scale: float = 32.0
     margin_warmup_epochs: int = 0
     dropout: float = 0.0
+    init: str | None = None  # model directory whose backbone weights start training
 
 
 @dataclass

@@ -85,6 +85,30 @@ def _load_state(layer, path: Path) -> None:
     layer.set_state_dict(_cast(state, "float32"))
 
 
+def init_backbone(backbone, model_dir: str | Path) -> int:
+    """Start a backbone from another model's weights (transfer); returns tensors loaded.
+
+    Tensors are matched by name and shape, so a ReLU model can start a PReLU one (the PReLU
+    slopes keep their defaults); a different architecture is an error.
+    """
+    import paddle
+
+    meta = read_meta(model_dir)
+    if meta["arch"] != backbone.arch:
+        raise FacecmpError(f"--init {model_dir}: its arch is {meta['arch']}, this run's is {backbone.arch}")
+    try:
+        state = paddle.load(str(Path(model_dir) / BACKBONE))
+    except Exception as exc:  # paddle raises many types for a corrupt file
+        raise FacecmpError(f"{model_dir}: cannot load weights ({type(exc).__name__})") from None
+    own = backbone.state_dict()
+    matched = {k: v for k, v in _cast(state, "float32").items()
+               if k in own and list(v.shape) == list(own[k].shape)}
+    if not matched:
+        raise FacecmpError(f"--init {model_dir}: no weights match this backbone")
+    backbone.set_state_dict(matched)
+    return len(matched)
+
+
 def load_net(model_dir: str | Path, with_head: bool = False):
     """Rebuild the network from a model directory, in eval mode; returns (net, meta)."""
     from facecmp import models

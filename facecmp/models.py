@@ -43,6 +43,7 @@ class Backbone(nn.Layer):
 
     def __init__(self, arch: str = "resnet18", activation: str = "relu") -> None:
         super().__init__()
+        self.arch = arch
         if arch == "attention_resnet":
             from facecmp.attention import AttentionResNet
 

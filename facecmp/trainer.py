@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,9 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     paddle.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     net = build_net(cfg.model, len(folder.classes))
+    if cfg.model.init and not resume:
+        n = modeldir.init_backbone(net.backbone, cfg.model.init)
+        print(f"backbone starts from {cfg.model.init} ({n} weight tensors)")
     size = cfg.data.input_size
     model = paddle.Model(net, inputs=[paddle.static.InputSpec([None, 3, size, size], "float32", "image"),
                                       paddle.static.InputSpec([None, 1], "int64", "label")],
@@ -237,6 +241,8 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     remaining = cfg.train.epochs - state["epoch"]
     if remaining > 0 and not _stopped_early(cfg, state):
         cb = RunCallback(cfg, out, state, meta, val_ds is not None)
+        # Model.fit's own to_tensor call warns on every batch; it is Paddle's, not the user's
+        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
         model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
                   shuffle=True, verbose=verbose, log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
                   num_workers=cfg.train.num_workers, callbacks=[cb])

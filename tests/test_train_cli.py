@@ -87,3 +87,25 @@ def test_killed_run_resumes_without_losing_an_epoch(tmp_path):
     res = subprocess.run(_train_cmd(root, out, 3) + ["--resume"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
+
+
+def test_init_starts_from_another_models_backbone(tmp_path, tiny_model):
+    import numpy as np
+
+    from facecmp.modeldir import init_backbone, load_net
+    from facecmp.models import Backbone
+
+    source, _ = load_net(tiny_model)
+    fresh = Backbone("resnet18", "prelu")  # conv/BN tensors match; PReLU slopes keep defaults
+    assert init_backbone(fresh, tiny_model) == len(source.backbone.state_dict())
+    a = source.backbone.state_dict()["net.conv1.weight"].numpy()
+    assert np.allclose(fresh.state_dict()["net.conv1.weight"].numpy(), a)
+    root = make_class_tree(tmp_path / "d", classes=3, per_class=6)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(main, ["train", "--data", str(root), "--epochs", "1",
+                                    "--batch-size", "8", "--init", str(tiny_model), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "backbone starts from" in res.output
+    res = CliRunner().invoke(main, ["train", "--data", str(root), "--init", str(tmp_path), "--out",
+                                    str(tmp_path / "r2")])
+    assert res.exit_code != 0 and "not a facecmp model" in res.output
