@@ -51,22 +51,22 @@ def compare_two(embedder, path_a: Path, path_b: Path, metric: str, threshold: fl
 def compare_pairs(embedder, pairs: list[Pair], metric: str, threshold: float, out: Path,
                   detector: str | None = None, progress: bool = True) -> dict[str, int]:
     """Embed each distinct image once, write one row per pair; failed images give 'error' rows."""
-    unique = sorted({str(p) for pair in pairs for p in (pair.path_a, pair.path_b)})
-    emb = embedder.embed_files(unique, detector=detector, progress=progress)
-    index = {p: i for i, p in enumerate(unique)}
+    from facecmp.sweep import pair_distances
+
+    scored = pair_distances(pairs, embedder, [metric], detector, progress)
+    errors = {id(pair): error for pair, error in scored.failed}
+    distances = iter(scored.distances[metric])
     counts = {"same": 0, "different": 0, "error": 0}
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, RESULT_FIELDS)
         writer.writeheader()
         for pair in pairs:
-            a, b = index[str(pair.path_a)], index[str(pair.path_b)]
             row = {"path_a": str(pair.path_a), "path_b": str(pair.path_b), "metric": metric,
                    "threshold": threshold}
-            failed = [emb.errors[str(p)] for p, i in ((pair.path_a, a), (pair.path_b, b)) if not emb.ok[i]]
-            if failed:
-                row.update(distance="", verdict="error", error=failed[0])
+            if id(pair) in errors:
+                row.update(distance="", verdict="error", error=errors[id(pair)])
             else:
-                d = float(metrics.DISTANCES[metric](emb.vectors[a : a + 1], emb.vectors[b : b + 1])[0])
+                d = float(next(distances))
                 row.update(distance=round(d, 6), verdict=verdict(d, threshold), error="")
             counts[row["verdict"]] += 1
             writer.writerow(row)

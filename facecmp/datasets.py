@@ -108,9 +108,13 @@ def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
     conv = {k: meta[k] for k in ("input_size", "color")}
     conv["crop"] = crop_convention(meta["crop"])
     h.update(json.dumps(conv, sort_keys=True).encode())
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    for p in map(Path, paths):
+        try:
+            st = p.stat()
+            stamp = f"{st.st_size}|{st.st_mtime_ns}"
+        except OSError:  # a missing file is reported by its crop, not here
+            stamp = "missing"
+        h.update(f"{p.resolve()}|{stamp}\n".encode())
     return h.hexdigest()[:20]
 
 

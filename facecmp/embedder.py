@@ -56,10 +56,11 @@ class Embedder:
         out = []
         for i in range(0, len(crops), self.batch_size):
             x = to_tensor_batch(crops[i : i + self.batch_size], self.meta)
-            emb = self._forward(x)
-            if self.flip:
-                emb = (emb + self._forward(np.ascontiguousarray(x[..., ::-1]))) / 2
-            out.append(emb)
+            if self.flip:  # image and mirror in one forward pass, then averaged
+                both = self._forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
+                out.append((both[: len(x)] + both[len(x) :]) / 2)
+            else:
+                out.append(self._forward(x))
         dim = int(self.meta["embedding_size"])
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 

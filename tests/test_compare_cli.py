@@ -74,10 +74,12 @@ def test_pairs_mode_keeps_going_past_bad_images(tiny_model, tiny_tree, tmp_path)
     imgs = sorted((tiny_tree / "person_01").iterdir())
     (tmp_path / "bad.jpg").write_text("nope")
     pairs = tmp_path / "p.csv"
-    pairs.write_text(f"path_a,path_b,same\n{imgs[0]},{imgs[1]},1\n{imgs[0]},{tmp_path / 'bad.jpg'},0\n")
+    pairs.write_text(f"path_a,path_b,same\n{imgs[0]},{imgs[1]},1\n{imgs[0]},{tmp_path / 'bad.jpg'},0\n"
+                     f"{tmp_path / 'gone.jpg'},{imgs[1]},0\n")
     res = _run("compare", "--pairs", pairs, "--out", tmp_path / "r.csv", "--model", tiny_model,
                "--detector", "none", "--metric", "euclid", "--threshold", "1e9")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
-    assert [r["verdict"] for r in rows] == ["same", "error"] and "bad.jpg" in rows[1]["error"]
+    assert [r["verdict"] for r in rows] == ["same", "error", "error"] and "bad.jpg" in rows[1]["error"]
+    assert "gone.jpg" in rows[2]["error"]
     assert list(rows[0])[:6] == ["path_a", "path_b", "metric", "distance", "threshold", "verdict"]
