@@ -8,36 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_class_tree, need_data
+from conftest import need_data
 
 from facecmp.cli import main
-
-
-def train_tiny(base: Path, task: str, classes: int = 2, size: int = 48,
-               data: dict | None = None) -> Path:
-    """Train a classifier for one epoch on a synthetic root/<split>/<class>/* tree; its model dir."""
-    from facecmp.config import load_config
-    from facecmp.trainer import train
-
-    root = base / "data"
-    for split, n in (("train", 8), ("validation", 3), ("test", 4)):
-        make_class_tree(root / split, classes=classes, per_class=n, size=size)
-    cfg = load_config(task, overrides={"data": data or {},
-                                       "train": {"epochs": 1, "batch_size": 8, "patience": 0}})
-    train(cfg, [root], base / "run", verbose=0)
-    return base / "run" / "model"
-
-
-@pytest.fixture(scope="session")
-def tiny_mask(tmp_path_factory) -> Path:
-    """A two-class 'mask' model at 32x32 (seconds to train)."""
-    return train_tiny(tmp_path_factory.mktemp("mask"), "mask", data={"input_size": 32})
-
-
-@pytest.fixture(scope="session")
-def tiny_expr(tmp_path_factory) -> Path:
-    """A three-class 'expression' model with the task's own recipe (attention ResNet, gray 48x48)."""
-    return train_tiny(tmp_path_factory.mktemp("expr"), "expression", classes=3)
 
 
 def _images(model: Path, n: int = 2) -> list[str]:

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from test_classify import tiny_mask  # noqa: F401  (the shared tiny classifier fixture)
 
 from facecmp.cli import main
 from facecmp.errors import FacecmpError
