@@ -168,7 +168,9 @@ def make_loss(cfg: Config):
     t = cfg.train
     if t.loss == "focal":
         return FocalLoss(t.focal_gamma, t.label_smoothing)
-    return paddle.nn.CrossEntropyLoss(label_smoothing=float(t.label_smoothing))
+    if t.label_smoothing > 0:  # Paddle's own label smoothing rejects integer labels
+        return FocalLoss(0.0, t.label_smoothing)  # gamma 0: plain cross-entropy
+    return paddle.nn.CrossEntropyLoss()
 
 
 def _start_state(cfg: Config, out: Path, resume: bool) -> tuple[Config, dict]:

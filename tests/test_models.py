@@ -43,3 +43,23 @@ def test_arcface_margin_lowers_the_target_logit_only_in_training():
     plain = head(emb, label).numpy()
     assert with_margin[0, 0] < plain[0, 0] and with_margin[1, 2] < plain[1, 2]
     assert np.allclose(with_margin[0, 1:], plain[0, 1:])
+
+
+@pytest.mark.parametrize(("loss", "gamma", "smoothing"), [("ce", 2.0, 0.0), ("ce", 2.0, 0.1), ("focal", 2.0, 0.1)])
+def test_losses_take_integer_labels_and_match_their_formula(loss, gamma, smoothing):
+    import numpy as np
+
+    from facecmp.config import load_config
+    from facecmp.models import paddle
+    from facecmp.trainer import make_loss
+
+    cfg = load_config("expression", overrides={"train": {"loss": loss, "focal_gamma": gamma,
+                                                         "label_smoothing": smoothing}})
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, size=(6, 1))
+    got = float(make_loss(cfg)(paddle.to_tensor(logits), paddle.to_tensor(labels)))
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.eye(7)[labels[:, 0]] * (1 - smoothing) + smoothing / 7
+    weight = (1 - np.exp(logp)) ** (gamma if loss == "focal" else 0.0)
+    assert got == pytest.approx(float(np.mean(np.sum(-target * weight * logp, 1))), rel=1e-5)
