@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -208,17 +207,9 @@ class MTCNN:
         with np.load(path) as data:
             arrays = {key: data[key] for key in data.files}
         self._paddle = import_paddle()
+        self.nets = {k: _build_net(k, arrays) for k in _HEADS}
         self.max_side = max_side
-        self.nets = self.fast = None
-        if fast:
-            self.fast = _fast_nets(path, lambda: self._plain_nets(arrays))
-        if self.fast is None:
-            self._plain_nets(arrays)
-
-    def _plain_nets(self, arrays: dict[str, np.ndarray]) -> dict:
-        if self.nets is None:
-            self.nets = {k: _build_net(k, arrays) for k in _HEADS}
-        return self.nets
+        self.fast = _fast_nets(path, self.nets) if fast else None
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """All faces in an HxWx3 uint8 RGB image, most confident first."""
@@ -317,11 +308,8 @@ _INPUT_SIZES = {"pnet": None, "rnet": 24, "onet": 48}
 _EXPORT_VERSION = "1"
 
 
-def _fast_nets(weights: Path, build: Callable[[], dict]) -> dict | None:
-    """paddle.inference predictors for the three nets, exported once into the user cache.
-
-    build() makes the plain nets; it is only called when there is no export yet.
-    """
+def _fast_nets(weights: Path, nets: dict) -> dict | None:
+    """paddle.inference predictors for the three nets, exported once into the user cache."""
     import hashlib
     import sys
 
@@ -333,7 +321,6 @@ def _fast_nets(weights: Path, build: Callable[[], dict]) -> dict | None:
     base = cache_dir() / "export" / f"mtcnn-{stamp}"
     try:
         if not (base / "stamp").is_file():
-            nets = build()
             for kind, size in _INPUT_SIZES.items():
                 spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
                 save_layer(nets[kind], spec, base / kind, kind)
