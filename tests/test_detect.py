@@ -90,20 +90,6 @@ def test_mtcnn_finds_one_centred_face_with_ordered_landmarks(stem):
 
 
 @needs_weights
-def test_fast_nets_match_the_plain_forward_pass():
-    from facecmp.mtcnn import MTCNN
-
-    fast, plain = MTCNN(), MTCNN(fast=False)
-    assert fast.fast is not None  # the paddle.inference path is in use
-    for rgb in (lfw_image(LFW_SAMPLES[0]), colour_photo()):
-        a, b = fast.detect(rgb), plain.detect(rgb)
-        assert len(a) == len(b) >= 1
-        for fa, fb in zip(a, b):
-            assert np.allclose(fa.box, fb.box, atol=0.05) and abs(fa.score - fb.score) < 1e-4
-            assert np.allclose(fa.landmarks, fb.landmarks, atol=0.05)
-
-
-@needs_weights
 def test_large_off_centre_colour_photo_maps_back_to_original_pixels():
     photo = colour_photo()
     small = detect_faces(photo)
