@@ -71,24 +71,6 @@ def fold_batch_norms(layer) -> int:
     return count
 
 
-def save_layer(layer, input_spec: list, target: Path, name: str) -> None:
-    """paddle.jit.save `layer` as target/name.*, written to a temporary folder and renamed in.
-
-    target is replaced whole, so a reader never sees a half-written export.
-    """
-    paddle = import_paddle()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
-    try:
-        paddle.jit.save(layer, str(tmp / name), input_spec=input_spec)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the weights
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _export_to(net, meta: dict, target: Path) -> None:
     paddle = import_paddle()
     size = int(meta["input_size"])
@@ -96,7 +78,15 @@ def _export_to(net, meta: dict, target: Path) -> None:
     backbone = copy.deepcopy(net.backbone)
     backbone.eval()
     fold_batch_norms(backbone)
-    save_layer(backbone, spec, target, "backbone")
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        paddle.jit.save(backbone, str(tmp / "backbone"), input_spec=spec)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the weights
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def exported_model(model_dir: Path) -> Path:
@@ -120,33 +110,27 @@ def exported_model(model_dir: Path) -> Path:
 
 
 class Predictor:
-    """A paddle.inference predictor (oneDNN on CPU) for a network exported by save_layer."""
+    """A paddle.inference predictor (oneDNN on CPU) for an exported backbone."""
 
-    def __init__(self, export_dir: Path, name: str = "backbone", threads: int | None = None):
+    def __init__(self, export_dir: Path, threads: int | None = None):
         import_paddle()
         from paddle import inference
 
-        model = export_dir / f"{name}.json"
+        model = export_dir / "backbone.json"
         if not model.is_file():
-            model = export_dir / f"{name}.pdmodel"
-        cfg = inference.Config(str(model), str(export_dir / f"{name}.pdiparams"))
+            model = export_dir / "backbone.pdmodel"
+        cfg = inference.Config(str(model), str(export_dir / "backbone.pdiparams"))
         cfg.disable_gpu()
         cfg.enable_mkldnn()
-        cfg.set_mkldnn_cache_capacity(32)  # input shapes vary (image pyramids, batch sizes)
-        cfg.set_cpu_math_library_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS") or 0)
-                                             or cpu_count())
+        cfg.set_cpu_math_library_num_threads(threads or cpu_count())
         cfg.disable_glog_info()
         self.predictor = inference.create_predictor(cfg)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output_names = self.predictor.get_output_names()
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
-    def outputs(self, x: np.ndarray) -> list[np.ndarray]:
-        """Run on one float32 NCHW batch; every output of the network, in order."""
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """N x 3 x S x S float32 -> N x 512 embeddings."""
         self.input.reshape(list(x.shape))
         self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
         self.predictor.run()
-        return [self.predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        """N x 3 x S x S float32 -> the first output (N x 512 embeddings for a backbone)."""
-        return self.outputs(x)[0]
+        return self.output.copy_to_cpu()

@@ -71,7 +71,7 @@ def _build_net(kind: str, weights: dict[str, np.ndarray]):
             for name in self.order:
                 layer = self._sub_layers.get(name)
                 if name == "flatten":
-                    x = paddle.flatten(paddle.transpose(x, [0, 3, 2, 1]), 1)
+                    x = paddle.transpose(x, [0, 3, 2, 1]).reshape([x.shape[0], -1])
                 elif name.startswith("conv"):
                     # Paddle's CPU add is ~4x slower broadcasting a (1, C, 1, 1) bias than
                     # a (C, 1, 1) one, and it is a third of the nets' time; add it ourselves.
@@ -195,21 +195,16 @@ def _crops(sat: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, n
 class MTCNN:
     """The three-stage MTCNN cascade: faces with scores and five landmarks."""
 
-    def __init__(self, weights: Path | None = None, max_side: int = 640, fast: bool = True) -> None:
-        """Load the nets from `weights` (default: the bundled mtcnn.npz).
-
-        fast: run them through paddle.inference with oneDNN (exported once, cached), about
-        5x faster on CPU than the plain forward pass, which stays as the fallback.
-        """
+    def __init__(self, weights: Path | None = None, max_side: int = 640) -> None:
+        """Load the nets from `weights` (default: the bundled mtcnn.npz)."""
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
         if not path.is_file():
             raise FacecmpError(f"MTCNN weights not found at {path}; run tools/convert_mtcnn.py")
         with np.load(path) as data:
             arrays = {key: data[key] for key in data.files}
         self._paddle = import_paddle()
-        self.nets = {k: _build_net(k, arrays) for k in _HEADS}
+        self.pnet, self.rnet, self.onet = (_build_net(k, arrays) for k in ("pnet", "rnet", "onet"))
         self.max_side = max_side
-        self.fast = _fast_nets(path, self.nets) if fast else None
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         """All faces in an HxWx3 uint8 RGB image, most confident first."""
@@ -250,10 +245,8 @@ class MTCNN:
             scale = np.array([size[0] / width, size[1] / height], np.float32)
         return rgb, scale
 
-    def _run(self, kind: str, batch: np.ndarray) -> list[np.ndarray]:
-        if self.fast is not None:
-            return self.fast[kind].outputs(batch)
-        return [out.numpy() for out in self.nets[kind](self._paddle.to_tensor(batch))]
+    def _run(self, net, batch: np.ndarray) -> list[np.ndarray]:
+        return [out.numpy() for out in net(self._paddle.to_tensor(batch))]
 
     def _stage1(self, sat: np.ndarray) -> np.ndarray:
         """P-Net over the image pyramid -> square candidate boxes (x1, y1, x2, y2, score)."""
@@ -263,7 +256,7 @@ class MTCNN:
         found = [np.zeros((0, 9), np.float32)]
         while smallest >= 12:
             data = _area_crops(sat, whole, int(h * scale + 1), int(w * scale + 1))
-            reg, prob = self._run("pnet", np.ascontiguousarray(data))
+            reg, prob = self._run(self.pnet, np.ascontiguousarray(data))
             boxes = _generate_boxes(reg[0], prob[0, 1], scale, THRESHOLDS[0])
             found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
             scale, smallest = scale * FACTOR, smallest * FACTOR
@@ -279,7 +272,7 @@ class MTCNN:
         boxes = boxes[valid]
         if not len(boxes):
             return boxes
-        reg, prob = self._run("rnet", data)
+        reg, prob = self._run(self.rnet, data)
         keep = prob[:, 1] > THRESHOLDS[1]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
@@ -291,7 +284,7 @@ class MTCNN:
         boxes = boxes[valid]
         if not len(boxes):
             return boxes, np.zeros((0, 5, 2), np.float32)
-        reg, marks, prob = self._run("onet", data)
+        reg, marks, prob = self._run(self.onet, data)
         keep = prob[:, 1] > THRESHOLDS[2]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg, marks = reg[keep], marks[keep]
@@ -302,31 +295,3 @@ class MTCNN:
         boxes = _bbreg(boxes, reg)
         pick = _nms(boxes[:, :4], boxes[:, 4], 0.7, use_min=True)
         return boxes[pick], points[pick]
-
-
-_INPUT_SIZES = {"pnet": None, "rnet": 24, "onet": 48}
-_EXPORT_VERSION = "1"
-
-
-def _fast_nets(weights: Path, nets: dict) -> dict | None:
-    """paddle.inference predictors for the three nets, exported once into the user cache."""
-    import hashlib
-    import sys
-
-    from facecmp.datasets import cache_dir
-    from facecmp.inference import Predictor, save_layer
-
-    paddle = import_paddle()
-    stamp = hashlib.sha1(_EXPORT_VERSION.encode() + weights.read_bytes()).hexdigest()[:16]
-    base = cache_dir() / "export" / f"mtcnn-{stamp}"
-    try:
-        if not (base / "stamp").is_file():
-            for kind, size in _INPUT_SIZES.items():
-                spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
-                save_layer(nets[kind], spec, base / kind, kind)
-            (base / "stamp").write_text(stamp)
-        return {kind: Predictor(base / kind, kind) for kind in _INPUT_SIZES}
-    except Exception as exc:  # read-only cache, no oneDNN, ...: the plain forward still works
-        print(f"note: fast face detection unavailable ({type(exc).__name__}); using the plain "
-              "forward pass", file=sys.stderr)
-        return None
