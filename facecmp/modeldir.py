@@ -71,18 +71,23 @@ def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool
     write_meta(model_dir, {**meta, "weights_dtype": dtype})
 
 
-def _load_state(layer, path: Path) -> None:
+def _read_state(path: Path) -> dict:
+    """A weights file as float32 arrays; one-line error for a corrupt file."""
     import paddle
 
     try:
-        state = paddle.load(str(path))
+        return _cast(paddle.load(str(path)), "float32")
     except Exception as exc:  # paddle raises many types for a corrupt file
         raise FacecmpError(f"{path}: cannot load weights ({type(exc).__name__})") from None
+
+
+def _load_state(layer, path: Path) -> None:
+    state = _read_state(path)
     expected = layer.state_dict()
     if set(state) != set(expected) or any(list(state[k].shape) != list(expected[k].shape)
                                           for k in expected):
         raise FacecmpError(f"{path}: weights do not match the architecture in {META}")
-    layer.set_state_dict(_cast(state, "float32"))
+    layer.set_state_dict(state)
 
 
 def init_backbone(backbone, model_dir: str | Path) -> int:
@@ -91,17 +96,11 @@ def init_backbone(backbone, model_dir: str | Path) -> int:
     Tensors are matched by name and shape, so a ReLU model can start a PReLU one (the PReLU
     slopes keep their defaults); a different architecture is an error.
     """
-    import paddle
-
     meta = read_meta(model_dir)
     if meta["arch"] != backbone.arch:
         raise FacecmpError(f"--init {model_dir}: its arch is {meta['arch']}, this run's is {backbone.arch}")
-    try:
-        state = paddle.load(str(Path(model_dir) / BACKBONE))
-    except Exception as exc:  # paddle raises many types for a corrupt file
-        raise FacecmpError(f"{model_dir}: cannot load weights ({type(exc).__name__})") from None
     own = backbone.state_dict()
-    matched = {k: v for k, v in _cast(state, "float32").items()
+    matched = {k: v for k, v in _read_state(Path(model_dir) / BACKBONE).items()
                if k in own and list(v.shape) == list(own[k].shape)}
     if not matched:
         raise FacecmpError(f"--init {model_dir}: no weights match this backbone")

@@ -244,10 +244,12 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     if remaining > 0 and not _stopped_early(cfg, state):
         cb = RunCallback(cfg, out, state, meta, val_ds is not None)
         # Model.fit's own to_tensor call warns on every batch; it is Paddle's, not the user's
-        warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-        model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
-                  shuffle=True, verbose=verbose, log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
-                  num_workers=cfg.train.num_workers, callbacks=[cb])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="To copy construct from a tensor")
+            model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
+                      shuffle=True, verbose=verbose,
+                      log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
+                      num_workers=cfg.train.num_workers, callbacks=[cb])
     plots.training_curves(state["rows"], out / "curves.png")
     return {"epochs": state["epoch"], "best_epoch": state.get("best_epoch"), "best": state.get("best"),
             "model": str(out / "model"), "log": str(out / "log.csv")}
