@@ -172,6 +172,9 @@ def _crop_chunk(paths: list[Path], meta: dict[str, Any]) -> list[tuple[np.ndarra
 def _worker_init() -> None:
     # each worker is one of several processes on the machine: one thread apiece
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _map_chunks(paths: list[Path], meta: dict[str, Any], chunks: list[list[int]]):

@@ -45,7 +45,7 @@ class Face:
 
 @functools.lru_cache(maxsize=1)
 def _mtcnn() -> MTCNN:
-    # Loading Paddle and building the nets costs seconds; do it once per process.
+    # Reading the three nets costs a few tens of milliseconds; do it once per process.
     from facecmp.mtcnn import MTCNN
 
     return MTCNN()

@@ -1,9 +1,11 @@
-"""MTCNN face detector (P-, R- and O-Net cascade) with five landmarks, on Paddle.
+"""MTCNN face detector (P-, R- and O-Net cascade) with five landmarks.
 
 The nets and the detection pipeline follow facenet-pytorch 2.6.0
 (facenet_pytorch/models/mtcnn.py and models/utils/detect_face.py) step by step, so the
-converted weights (facecmp/weights/mtcnn.npz, see tools/convert_mtcnn.py) behave as they
-do there. Everything outside the nets runs in numpy.
+converted nets (facecmp/weights/mtcnn_*.onnx, see tools/convert_mtcnn.py) behave as they
+do there. The nets run in OpenCV's dnn module: they are tiny, and their inputs change
+shape with every image (pyramid levels, candidate counts), where OpenCV is 5-50x faster
+than a Paddle forward pass. Everything outside the nets runs in numpy.
 """
 
 from __future__ import annotations
@@ -16,83 +18,23 @@ import numpy as np
 
 from facecmp.detect import Face
 from facecmp.errors import FacecmpError
-from facecmp.runtime import import_paddle
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mtcnn.npz"
-
-# Layer names match facenet-pytorch's so the state-dict keys line up one to one.
-# "flatten" is its permute(0, 3, 2, 1) + view: the dense weights expect that (W, H, C) order.
-_PNET = (("conv1", 3, 10, 3), ("prelu1", 10), ("pool1", 2, 2), ("conv2", 10, 16, 3),
-         ("prelu2", 16), ("conv3", 16, 32, 3), ("prelu3", 32))
-_RNET = (("conv1", 3, 28, 3), ("prelu1", 28), ("pool1", 3, 2), ("conv2", 28, 48, 3),
-         ("prelu2", 48), ("pool2", 3, 2), ("conv3", 48, 64, 2), ("prelu3", 64), ("flatten",),
-         ("dense4", 576, 128), ("prelu4", 128))
-_ONET = (("conv1", 3, 32, 3), ("prelu1", 32), ("pool1", 3, 2), ("conv2", 32, 64, 3),
-         ("prelu2", 64), ("pool2", 3, 2), ("conv3", 64, 64, 3), ("prelu3", 64), ("pool3", 2, 2),
-         ("conv4", 64, 128, 2), ("prelu4", 128), ("flatten",), ("dense5", 1152, 256),
-         ("prelu5", 256))
-# Heads in output order: box regression, [landmarks,] face probability (the "_1" head).
-_HEADS = {
-    "pnet": (_PNET, (("conv4_2", 32, 4, 1), ("conv4_1", 32, 2, 1))),
-    "rnet": (_RNET, (("dense5_2", 128, 4), ("dense5_1", 128, 2))),
-    "onet": (_ONET, (("dense6_2", 256, 4), ("dense6_3", 256, 10), ("dense6_1", 256, 2))),
-}
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+NETS = {"pnet": ("reg", "prob"), "rnet": ("reg", "prob"), "onet": ("reg", "landmarks", "prob")}
 MIN_FACE_SIZE = 20
 FACTOR = 0.709
 THRESHOLDS = (0.6, 0.7, 0.7)
 
 
-def _make_layer(nn, spec: tuple):
-    name = spec[0]
-    if name.startswith("conv"):
-        return nn.Conv2D(spec[1], spec[2], spec[3])
-    if name.startswith("prelu"):
-        return nn.PReLU(spec[1])
-    if name.startswith("pool"):
-        return nn.MaxPool2D(spec[1], spec[2], ceil_mode=True)
-    return nn.Linear(spec[1], spec[2])
-
-
-def _build_net(kind: str, weights: dict[str, np.ndarray]):
-    """One of the three nets as a paddle.nn.Layer in eval mode, weights loaded."""
-    paddle = import_paddle()
-    conv2d = paddle.nn.functional.conv2d
-    trunk, heads = _HEADS[kind]
-
-    class _Net(paddle.nn.Layer):
-        def __init__(self) -> None:
-            super().__init__()
-            self.order = [s[0] for s in trunk]
-            for spec in trunk + heads:
-                if spec[0] != "flatten":
-                    self.add_sublayer(spec[0], _make_layer(paddle.nn, spec))
-
-        def forward(self, x):
-            for name in self.order:
-                layer = self._sub_layers.get(name)
-                if name == "flatten":
-                    x = paddle.transpose(x, [0, 3, 2, 1]).reshape([x.shape[0], -1])
-                elif name.startswith("conv"):
-                    # Paddle's CPU add is ~4x slower broadcasting a (1, C, 1, 1) bias than
-                    # a (C, 1, 1) one, and it is a third of the nets' time; add it ourselves.
-                    x = conv2d(x, layer.weight) + layer.bias.reshape([-1, 1, 1])
-                else:
-                    x = layer(x)
-            outs = [self._sub_layers[h[0]](x) for h in heads]
-            outs[-1] = paddle.nn.functional.softmax(outs[-1], axis=1)
-            return outs
-
-    net = _Net()
-    state = {}
-    for key, param in net.state_dict().items():
-        src = weights.get(f"{kind}.{key.replace('._weight', '.weight')}")
-        if src is not None and key.startswith("dense") and key.endswith(".weight"):
-            src = src.T  # torch Linear stores (out, in), Paddle (in, out)
-        if src is None or tuple(src.shape) != tuple(param.shape):
-            raise FacecmpError(f"MTCNN weights do not fit {kind}.{key}")
-        state[key] = np.ascontiguousarray(src, dtype=np.float32)
-    net.set_state_dict(state)
-    net.eval()
+def _load_net(path: Path) -> cv2.dnn.Net:
+    if not path.is_file():
+        raise FacecmpError(f"MTCNN net not found at {path}; run tools/convert_mtcnn.py")
+    try:
+        net = cv2.dnn.readNetFromONNX(str(path))
+    except cv2.error as exc:
+        raise FacecmpError(f"cannot read the MTCNN net {path}: {str(exc).strip()[:200]}") from None
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
     return net
 
 
@@ -195,15 +137,10 @@ def _crops(sat: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, n
 class MTCNN:
     """The three-stage MTCNN cascade: faces with scores and five landmarks."""
 
-    def __init__(self, weights: Path | None = None, max_side: int = 640) -> None:
-        """Load the nets from `weights` (default: the bundled mtcnn.npz)."""
-        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise FacecmpError(f"MTCNN weights not found at {path}; run tools/convert_mtcnn.py")
-        with np.load(path) as data:
-            arrays = {key: data[key] for key in data.files}
-        self._paddle = import_paddle()
-        self.pnet, self.rnet, self.onet = (_build_net(k, arrays) for k in ("pnet", "rnet", "onet"))
+    def __init__(self, weights_dir: Path | None = None, max_side: int = 640) -> None:
+        """Load mtcnn_{pnet,rnet,onet}.onnx from `weights_dir` (default: the bundled ones)."""
+        folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        self._nets = {kind: _load_net(folder / f"mtcnn_{kind}.onnx") for kind in NETS}
         self.max_side = max_side
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -211,12 +148,11 @@ class MTCNN:
         img, scale = self._prepare(rgb)
         sat = _integral(img)
         points = np.zeros((0, 5, 2), np.float32)
-        with self._paddle.no_grad():
-            boxes = self._stage1(sat)
-            if len(boxes):
-                boxes = self._stage2(sat, boxes)
-            if len(boxes):
-                boxes, points = self._stage3(sat, boxes)
+        boxes = self._stage1(sat)
+        if len(boxes):
+            boxes = self._stage2(sat, boxes)
+        if len(boxes):
+            boxes, points = self._stage3(sat, boxes)
         faces = []
         for box, pts in zip(boxes, points):
             # Box edges scale directly; landmarks are pixel centres, so map them as such.
@@ -245,8 +181,11 @@ class MTCNN:
             scale = np.array([size[0] / width, size[1] / height], np.float32)
         return rgb, scale
 
-    def _run(self, net, batch: np.ndarray) -> list[np.ndarray]:
-        return [out.numpy() for out in net(self._paddle.to_tensor(batch))]
+    def _run(self, kind: str, batch: np.ndarray) -> list[np.ndarray]:
+        """One net's outputs, in the order of NETS[kind]."""
+        net = self._nets[kind]
+        net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
+        return list(net.forward(list(NETS[kind])))
 
     def _stage1(self, sat: np.ndarray) -> np.ndarray:
         """P-Net over the image pyramid -> square candidate boxes (x1, y1, x2, y2, score)."""
@@ -256,7 +195,7 @@ class MTCNN:
         found = [np.zeros((0, 9), np.float32)]
         while smallest >= 12:
             data = _area_crops(sat, whole, int(h * scale + 1), int(w * scale + 1))
-            reg, prob = self._run(self.pnet, np.ascontiguousarray(data))
+            reg, prob = self._run("pnet", data)
             boxes = _generate_boxes(reg[0], prob[0, 1], scale, THRESHOLDS[0])
             found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
             scale, smallest = scale * FACTOR, smallest * FACTOR
@@ -272,7 +211,7 @@ class MTCNN:
         boxes = boxes[valid]
         if not len(boxes):
             return boxes
-        reg, prob = self._run(self.rnet, data)
+        reg, prob = self._run("rnet", data)
         keep = prob[:, 1] > THRESHOLDS[1]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
@@ -284,7 +223,7 @@ class MTCNN:
         boxes = boxes[valid]
         if not len(boxes):
             return boxes, np.zeros((0, 5, 2), np.float32)
-        reg, marks, prob = self._run(self.onet, data)
+        reg, marks, prob = self._run("onet", data)
         keep = prob[:, 1] > THRESHOLDS[2]
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg, marks = reg[keep], marks[keep]

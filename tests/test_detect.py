@@ -28,14 +28,9 @@ from facecmp.errors import FacecmpError, NoFaceError  # noqa: E402
 from facecmp.images import load_rgb  # noqa: E402
 
 DATA = Path(os.environ.get("FACECMP_DATA", REPO.parent / "shared" / "data"))
-WEIGHTS = REPO / "facecmp" / "weights" / "mtcnn.npz"
 # Single-person LFW images (250x250, face centred by the LFW-a alignment).
 LFW_SAMPLES = ["AJ_Cook_0001", "Aaron_Eckhart_0001", "Aaron_Peirsol_0002",
                "Abbas_Kiarostami_0001", "Abdel_Madi_Shabneh_0001", "Abdullah_0001"]
-
-needs_weights = pytest.mark.skipif(
-    not WEIGHTS.is_file(), reason=f"{WEIGHTS} missing; run tools/convert_mtcnn.py")
-
 
 def lfw_image(stem: str) -> np.ndarray:
     name = stem.rsplit("_", 1)[0]
@@ -63,17 +58,31 @@ def assert_plausible_landmarks(marks: np.ndarray) -> None:
     assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_l[1], mouth_r[1])
 
 
-def test_weights_archive_has_all_three_nets():
-    if not WEIGHTS.is_file():
-        pytest.skip(f"{WEIGHTS} missing; run tools/convert_mtcnn.py")
-    with np.load(WEIGHTS) as data:
-        assert len(data.files) == 50
-        assert data["pnet.conv1.weight"].shape == (10, 3, 3, 3)
-        assert data["onet.dense5.weight"].shape == (256, 1152)
-        assert all(data[k].dtype == np.float32 for k in data.files)
+def test_bundled_nets_give_each_stage_its_outputs():
+    from facecmp.mtcnn import MTCNN
+
+    mtcnn = MTCNN()
+    rng = np.random.default_rng(0)
+    reg, prob = mtcnn._run("pnet", rng.uniform(-1, 1, (1, 3, 30, 40)).astype(np.float32))
+    assert reg.shape == (1, 4, 10, 15) and prob.shape == (1, 2, 10, 15)
+    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
+    reg, prob = mtcnn._run("rnet", rng.uniform(-1, 1, (3, 3, 24, 24)).astype(np.float32))
+    assert reg.shape == (3, 4) and prob.shape == (3, 2)
+    reg, marks, prob = mtcnn._run("onet", rng.uniform(-1, 1, (2, 3, 48, 48)).astype(np.float32))
+    assert reg.shape == (2, 4) and marks.shape == (2, 10) and prob.shape == (2, 2)
 
 
-@needs_weights
+def test_missing_or_broken_net_file_is_a_clear_error(tmp_path):
+    from facecmp.mtcnn import MTCNN
+
+    with pytest.raises(FacecmpError, match="not found"):
+        MTCNN(tmp_path)
+    for kind in ("pnet", "rnet", "onet"):
+        (tmp_path / f"mtcnn_{kind}.onnx").write_bytes(b"not an onnx file")
+    with pytest.raises(FacecmpError, match="cannot read"):
+        MTCNN(tmp_path)
+
+
 @pytest.mark.parametrize("stem", LFW_SAMPLES)
 def test_mtcnn_finds_one_centred_face_with_ordered_landmarks(stem):
     rgb = lfw_image(stem)
@@ -89,7 +98,6 @@ def test_mtcnn_finds_one_centred_face_with_ordered_landmarks(stem):
     assert json.loads(json.dumps(doc))["landmarks"][0] == pytest.approx(face.landmarks[0], abs=0.01)
 
 
-@needs_weights
 def test_large_off_centre_colour_photo_maps_back_to_original_pixels():
     photo = colour_photo()
     small = detect_faces(photo)
@@ -111,7 +119,6 @@ def test_large_off_centre_colour_photo_maps_back_to_original_pixels():
     assert_plausible_landmarks(face.landmarks)
 
 
-@needs_weights
 def test_blank_image_has_no_face():
     grey = np.full((250, 250, 3), 128, np.uint8)
     faces = detect_faces(grey)

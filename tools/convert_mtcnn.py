@@ -1,11 +1,12 @@
-"""Convert facenet-pytorch's MTCNN weights into a numpy archive, without torch.
+"""Convert facenet-pytorch's MTCNN nets into ONNX files, without torch.
 
-Usage:
+Usage (needs the `onnx` package: pip install ".[convert]"):
     python tools/convert_mtcnn.py                 # pip-downloads facenet-pytorch 2.6.0
     python tools/convert_mtcnn.py --wheel PATH    # uses a wheel already on disk
 
-Writes facecmp/weights/mtcnn.npz (float32, keys like ``pnet.conv1.weight``, in torch
-layout) and facecmp/weights/MTCNN_LICENSE.txt.
+Writes facecmp/weights/mtcnn_{pnet,rnet,onet}.onnx (float32; run by OpenCV's dnn module,
+see facecmp/mtcnn.py) and facecmp/weights/MTCNN_LICENSE.txt. The graphs follow
+facenet-pytorch's nets (facenet_pytorch/models/mtcnn.py) layer by layer.
 
 The .pt files are torch state dicts, either the legacy pickle-stream format (what 2.6.0
 ships) or the zip format (``archive/data.pkl`` + ``archive/data/<key>``). Both are read
@@ -29,6 +30,23 @@ import numpy as np
 
 VERSION = "2.6.0"
 NETS = ("pnet", "rnet", "onet")
+
+# Layer names match facenet-pytorch's so the state-dict keys line up one to one.
+# "flatten" is its permute(0, 3, 2, 1) + view: the dense weights expect that (W, H, C) order.
+_PNET = (("conv1", 3), ("prelu1",), ("pool1", 2, 2), ("conv2", 3), ("prelu2",), ("conv3", 3),
+         ("prelu3",))
+_RNET = (("conv1", 3), ("prelu1",), ("pool1", 3, 2), ("conv2", 3), ("prelu2",),
+         ("pool2", 3, 2), ("conv3", 2), ("prelu3",), ("flatten",), ("dense4",), ("prelu4",))
+_ONET = (("conv1", 3), ("prelu1",), ("pool1", 3, 2), ("conv2", 3), ("prelu2",),
+         ("pool2", 3, 2), ("conv3", 3), ("prelu3",), ("pool3", 2, 2), ("conv4", 2),
+         ("prelu4",), ("flatten",), ("dense5",), ("prelu5",))
+# Heads: (layer, output name); the face-probability head gets a softmax over its 2 classes.
+_HEADS = {
+    "pnet": (_PNET, (("conv4_2", "reg"), ("conv4_1", "prob"))),
+    "rnet": (_RNET, (("dense5_2", "reg"), ("dense5_1", "prob"))),
+    "onet": (_ONET, (("dense6_2", "reg"), ("dense6_3", "landmarks"), ("dense6_1", "prob"))),
+}
+INPUT_SIDE = {"pnet": None, "rnet": 24, "onet": 48}  # P-Net takes any image size
 REPO = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO / "facecmp" / "weights"
 
@@ -169,7 +187,7 @@ def _licence_text(wheel: zipfile.ZipFile) -> str:
         raise SystemExit("the wheel has no LICENSE file")
     body = wheel.read(names[0]).decode("utf-8").strip()
     return (
-        "The MTCNN weights in mtcnn.npz were converted from the files\n"
+        "The MTCNN nets in mtcnn_{pnet,rnet,onet}.onnx were converted from the files\n"
         "facenet_pytorch/data/{pnet,rnet,onet}.pt of facenet-pytorch "
         f"{VERSION} (https://github.com/timesler/facenet-pytorch).\n"
         "They originally come from the MTCNN authors (K. Zhang, Z. Zhang, Z. Li, Y. Qiao,\n"
@@ -180,20 +198,79 @@ def _licence_text(wheel: zipfile.ZipFile) -> str:
     )
 
 
-def convert(wheel_path: Path, out_dir: Path) -> Path:
-    """Write mtcnn.npz and MTCNN_LICENSE.txt from a facenet-pytorch wheel."""
-    arrays: dict[str, np.ndarray] = {}
+def build_onnx(kind: str, state: dict[str, np.ndarray]):
+    """One net as an ONNX model (input "input", N x 3 x H x W; outputs as in _HEADS)."""
+    from onnx import TensorProto, checker, helper, numpy_helper
+
+    trunk, heads = _HEADS[kind]
+    nodes, inits = [], []
+
+    def param(layer: str, what: str, shape: tuple | None = None) -> str:
+        arr = np.ascontiguousarray(state[f"{layer}.{what}"], dtype=np.float32)
+        name = f"{layer}.{what}"
+        inits.append(numpy_helper.from_array(arr if shape is None else arr.reshape(shape), name))
+        return name
+
+    def linear(layer: str, x: str, out: str) -> None:
+        w, b = param(layer, "weight"), param(layer, "bias")
+        if layer.startswith("conv"):
+            side = state[f"{layer}.weight"].shape[-1]
+            nodes.append(helper.make_node("Conv", [x, w, b], [out], kernel_shape=[side, side]))
+        else:  # torch Linear: weight is (out, in)
+            nodes.append(helper.make_node("Gemm", [x, w, b], [out], transB=1))
+
+    x, dense = "input", False
+    for spec in trunk:
+        layer = spec[0]
+        if layer.startswith(("conv", "dense")):
+            linear(layer, x, layer)
+            dense = layer.startswith("dense")
+        elif layer.startswith("prelu"):  # per-channel slopes broadcast over H and W
+            slope = param(layer, "weight", None if dense else (-1, 1, 1))
+            nodes.append(helper.make_node("PRelu", [x, slope], [layer]))
+        elif layer.startswith("pool"):
+            nodes.append(helper.make_node("MaxPool", [x], [layer], kernel_shape=[spec[1]] * 2,
+                                          strides=[spec[2]] * 2, ceil_mode=1))
+        else:
+            nodes.append(helper.make_node("Transpose", [x], ["whc"], perm=[0, 3, 2, 1]))
+            nodes.append(helper.make_node("Flatten", ["whc"], [layer], axis=1))
+        x = layer
+    outputs = []
+    for layer, out in heads:
+        if out == "prob":
+            linear(layer, x, layer)
+            nodes.append(helper.make_node("Softmax", [layer], [out], axis=1))
+        else:
+            linear(layer, x, out)
+        dims = ["N", None, None, None] if INPUT_SIDE[kind] is None else ["N", None]
+        outputs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, dims))
+    side = INPUT_SIDE[kind]
+    shape = ["N", 3, "H", "W"] if side is None else ["N", 3, side, side]
+    graph = helper.make_graph(nodes, f"mtcnn_{kind}",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                              producer_name="facecmp tools/convert_mtcnn.py")
+    model.ir_version = 8  # readable by OpenCV 4.x's ONNX importer
+    checker.check_model(model)
+    return model
+
+
+def convert(wheel_path: Path, out_dir: Path) -> list[Path]:
+    """Write mtcnn_{pnet,rnet,onet}.onnx and MTCNN_LICENSE.txt from a facenet-pytorch wheel."""
+    import onnx
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
     with zipfile.ZipFile(wheel_path) as wheel:
         for net in NETS:
             state = load_state_dict(wheel.read(f"facenet_pytorch/data/{net}.pt"))
-            for key, value in state.items():
-                arrays[f"{net}.{key}"] = value.astype(np.float32)
+            path = out_dir / f"mtcnn_{net}.onnx"
+            onnx.save(build_onnx(net, state), path)
+            written.append(path)
         licence = _licence_text(wheel)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    npz = out_dir / "mtcnn.npz"
-    np.savez_compressed(npz, **arrays)
     (out_dir / "MTCNN_LICENSE.txt").write_text(licence, encoding="utf-8")
-    return npz
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,13 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = args.wheel or download_wheel(Path(tmp))
-        npz = convert(wheel, args.out_dir)
-    with np.load(npz) as data:
-        shapes = {key: data[key].shape for key in data.files}
-    for key, shape in shapes.items():
-        print(f"{key:24s} {shape}")
-    total = sum(int(np.prod(s)) for s in shapes.values())
-    print(f"wrote {npz} ({len(shapes)} arrays, {total} parameters)")
+        paths = convert(wheel, args.out_dir)
+    for path in paths:
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 
