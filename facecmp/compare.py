@@ -54,19 +54,19 @@ def compare_pairs(embedder, pairs: list[Pair], metric: str, threshold: float, ou
     from facecmp.sweep import pair_distances
 
     scored = pair_distances(pairs, embedder, [metric], detector, progress)
-    errors = {id(pair): error for pair, error in scored.failed}
-    distances = iter(scored.distances[metric])
+    distances = dict(zip(scored.index.tolist(), scored.distances[metric].tolist()))
+    errors = {pos: error for pos, _, error in scored.failed}
     counts = {"same": 0, "different": 0, "error": 0}
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, RESULT_FIELDS)
         writer.writeheader()
-        for pair in pairs:
+        for pos, pair in enumerate(pairs):
             row = {"path_a": str(pair.path_a), "path_b": str(pair.path_b), "metric": metric,
                    "threshold": threshold}
-            if id(pair) in errors:
-                row.update(distance="", verdict="error", error=errors[id(pair)])
+            if pos in errors:
+                row.update(distance="", verdict="error", error=errors[pos])
             else:
-                d = float(next(distances))
+                d = distances[pos]
                 row.update(distance=round(d, 6), verdict=verdict(d, threshold), error="")
             counts[row["verdict"]] += 1
             writer.writerow(row)

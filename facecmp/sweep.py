@@ -27,7 +27,8 @@ class PairDistances:
     pairs: list[Pair]
     issame: np.ndarray
     distances: dict[str, np.ndarray]
-    failed: list[tuple[Pair, str]]
+    index: np.ndarray  # position of each scored pair in the list that was asked for
+    failed: list[tuple[int, Pair, str]]  # (position, pair, first error) of the others
 
 
 def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) -> list[Pair]:
@@ -56,17 +57,19 @@ def pair_distances(pairs: list[Pair], embedder, metric_names: list[str], detecto
     vectors = np.zeros((len(unique), int(embedder.meta["embedding_size"])), np.float32)
     vectors[ok] = embedder.embed_crops(crops[ok])
     index = {str(p): i for i, p in enumerate(unique)}
-    keep, failed = [], []
-    for pair in pairs:
+    kept, failed = [], []
+    for pos, pair in enumerate(pairs):
         bad = [str(p) for p in (pair.path_a, pair.path_b) if not ok[index[str(p)]]]
         if bad:
-            failed.append((pair, errors[bad[0]]))
+            failed.append((pos, pair, errors[bad[0]]))
         else:
-            keep.append(pair)
+            kept.append(pos)
+    keep = [pairs[i] for i in kept]
     a = vectors[[index[str(p.path_a)] for p in keep]]
     b = vectors[[index[str(p.path_b)] for p in keep]]
     dists = {m: metrics.DISTANCES[m](a, b) for m in metric_names}
-    return PairDistances(keep, np.asarray([p.same for p in keep]), dists, failed)
+    return PairDistances(keep, np.asarray([p.same for p in keep]), dists,
+                         np.asarray(kept, dtype=np.int64), failed)
 
 
 def fold_ids(pairs: list[Pair], k: int, seed: int = 0) -> np.ndarray:
@@ -109,7 +112,7 @@ def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path,
         writer.writeheader()
         for metric, rows in curves.items():
             writer.writerows({"metric": metric, **r} for r in rows)
-    summary["failed_pairs"] = [{"line": p.line, "error": e} for p, e in pd.failed]
+    summary["failed_pairs"] = [{"line": p.line, "error": e} for _, p, e in pd.failed]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots.pr_curves(curves, out / "pr_curve.png")
     plots.accuracy_curves(curves, best, out / "accuracy_curve.png")
