@@ -104,14 +104,15 @@ def crop_convention(crop: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
+    # By content, not modification time: a data set copied or unpacked again keeps its
+    # crops (hashing ~27k face images costs a few seconds; detecting them, minutes).
     h = hashlib.sha1()
     conv = {k: meta[k] for k in ("input_size", "color")}
     conv["crop"] = crop_convention(meta["crop"])
     h.update(json.dumps(conv, sort_keys=True).encode())
     for p in map(Path, paths):
         try:
-            st = p.stat()
-            stamp = f"{st.st_size}|{st.st_mtime_ns}"
+            stamp = hashlib.sha1(p.read_bytes()).hexdigest()
         except OSError:  # a missing file is reported by its crop, not here
             stamp = "missing"
         h.update(f"{p.resolve()}|{stamp}\n".encode())
