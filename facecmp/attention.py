@@ -40,8 +40,10 @@ class SpatialAttention(nn.Layer):
         self.conv = nn.Conv2D(2, 1, kernel, padding=kernel // 2, bias_attr=False)
 
     def forward(self, x):  # noqa: D102
-        maps = paddle.concat([paddle.mean(x, axis=1, keepdim=True),
-                              paddle.max(x, axis=1, keepdim=True)], axis=1)
+        # The channel-wise max as a gather at argmax: same values and gradients as
+        # paddle.max, whose CPU backward is ~100x slower (70% of a training step here).
+        peak = paddle.take_along_axis(x, paddle.argmax(x, axis=1, keepdim=True), axis=1)
+        maps = paddle.concat([paddle.mean(x, axis=1, keepdim=True), peak], axis=1)
         return x * F.sigmoid(self.conv(maps))
 
 

@@ -69,3 +69,21 @@ def test_expression_augmentations_keep_shape_dtype_and_are_off_by_default():
     assert sum(not np.array_equal(o, img) for o in outs) == 20
     rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert augment(rgb, recipe, rng).shape == rgb.shape
+
+
+def test_spatial_attention_matches_the_formula_with_paddle_max():
+    from facecmp.attention import SpatialAttention
+
+    paddle.seed(1)
+    att = SpatialAttention()
+    x = paddle.randn([2, 8, 6, 5])
+    x.stop_gradient = False
+    att(x).sum().backward()
+    ours = (att(x).numpy(), x.grad.numpy())
+    x.clear_gradient()
+    maps = paddle.concat([paddle.mean(x, axis=1, keepdim=True),
+                          paddle.max(x, axis=1, keepdim=True)], axis=1)
+    reference = x * paddle.nn.functional.sigmoid(att.conv(maps))
+    reference.sum().backward()
+    np.testing.assert_allclose(ours[0], reference.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours[1], x.grad.numpy(), rtol=1e-5, atol=1e-6)
