@@ -173,6 +173,12 @@ def _crop_chunk(paths: list[Path], meta: dict[str, Any]) -> list[tuple[np.ndarra
 def _worker_init() -> None:
     # each worker is one of several processes on the machine: one thread apiece
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    if sys.platform.startswith("linux"):  # die with the parent, however it ends (kill -9 too)
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     import cv2
 
     cv2.setNumThreads(1)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -87,6 +88,37 @@ def test_killed_run_resumes_without_losing_an_epoch(tmp_path):
     res = subprocess.run(_train_cmd(root, out, 3) + ["--resume"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads child processes from /proc")
+def test_killed_run_takes_its_crop_workers_with_it(tmp_path):
+    orl = need_data("orl")  # 400 photos: enough for aligned crops in worker processes
+    config = tmp_path / "align.yaml"
+    config.write_text("data:\n  crop: {method: align, detector: mtcnn}\n")
+    env = {**os.environ, "FACECMP_CACHE": str(tmp_path / "cache")}
+    cmd = _train_cmd(orl, tmp_path / "run", 1) + ["--config", str(config)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    seen, workers = "", []
+    deadline = time.time() + 120
+    while not workers:
+        assert proc.poll() is None and time.time() < deadline, "no crop workers started"
+        seen += proc.stderr.read(1)
+        if "preparing crops" in seen:
+            workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 60
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.time() < deadline, "crop workers outlived the terminated command"
+        time.sleep(0.2)
 
 
 def test_init_starts_from_another_models_backbone(tmp_path, tiny_model):
