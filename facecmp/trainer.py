@@ -195,6 +195,13 @@ def _report(out: Path, folder, problems: list[str], n_train: int, n_val: int) ->
     return report
 
 
+def lineage(model_dir: Path) -> dict[str, Any]:
+    """What a model started from, for meta.json: its head, epochs and own starting point."""
+    init = modeldir.read_meta(model_dir)
+    return {"model": str(model_dir), "head": init.get("head"), "epochs_trained": init.get("epochs_trained"),
+            "initialized_from": init.get("initialized_from")}
+
+
 def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
           exclude: set[str] | None = None, verbose: int = 2) -> dict[str, Any]:
     """Train per cfg on the class folders in roots; everything lands in out. Returns a summary."""
@@ -219,6 +226,10 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
                 metric="euclid", threshold=None,
                 training_data={"roots": [str(r) for r in roots],
                                **{k: v for k, v in report.items() if k not in ("problems", "dropped_classes")}})
+    if exclude:
+        meta["training_data"]["excluded_identities"] = len(exclude)
+    if cfg.model.init:
+        meta["initialized_from"] = lineage(Path(cfg.model.init))
     if cfg.task != "identity":
         meta["classes"] = folder.classes
     paddle.seed(cfg.train.seed)

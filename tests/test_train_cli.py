@@ -138,6 +138,10 @@ def test_init_starts_from_another_models_backbone(tmp_path, tiny_model):
                                     "--batch-size", "8", "--init", str(tiny_model), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "backbone starts from" in res.output
+    meta = json.loads((out / "model" / "meta.json").read_text())
+    origin = json.loads((tiny_model / "meta.json").read_text())
+    assert meta["initialized_from"]["model"] == str(tiny_model)
+    assert meta["initialized_from"]["epochs_trained"] == origin["epochs_trained"]
     res = CliRunner().invoke(main, ["train", "--data", str(root), "--init", str(tmp_path), "--out",
                                     str(tmp_path / "r2")])
     assert res.exit_code != 0 and "not a facecmp model" in res.output
