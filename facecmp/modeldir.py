@@ -52,22 +52,34 @@ def update_meta(model_dir: str | Path, **changes: Any) -> dict[str, Any]:
     return meta
 
 
-def _cast(state: dict, dtype: str) -> dict:
-    return {k: (v.astype(dtype) if str(v.dtype).endswith(("float32", "float16")) else v)
-            for k, v in state.items()}
+WEIGHT_DTYPES = ("float32", "float16", "int8", "int4")
+
+
+def _store(state: dict, dtype: str) -> dict:
+    """A state dict as saved in a given weights dtype (int8/int4: see facecmp.quantize)."""
+    from facecmp import quantize
+
+    state = {k: v.numpy() for k, v in state.items()}
+    if dtype.startswith("int"):
+        return quantize.pack_state(state, bits=int(dtype[3:]))
+    return {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in state.items()}
 
 
 def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool,
-               half: bool = False) -> None:
-    """Save a FaceNet's backbone (and head) weights and meta.json into model_dir."""
+               dtype: str = "float32") -> None:
+    """Save a FaceNet's backbone (and head) weights and meta.json into model_dir.
+
+    dtype is one of WEIGHT_DTYPES; weights are always float32 again once loaded.
+    """
     import paddle
 
+    if dtype not in WEIGHT_DTYPES:
+        raise FacecmpError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype}")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    dtype = "float16" if half else "float32"
-    paddle.save(_cast(net.backbone.state_dict(), dtype), str(model_dir / BACKBONE))
+    paddle.save(_store(net.backbone.state_dict(), dtype), str(model_dir / BACKBONE))
     if with_head:
-        paddle.save(_cast(net.head.state_dict(), dtype), str(model_dir / HEAD))
+        paddle.save(_store(net.head.state_dict(), dtype), str(model_dir / HEAD))
     write_meta(model_dir, {**meta, "weights_dtype": dtype})
 
 
@@ -75,8 +87,10 @@ def _read_state(path: Path) -> dict:
     """A weights file as float32 arrays; one-line error for a corrupt file."""
     import paddle
 
+    from facecmp import quantize
+
     try:
-        return _cast(paddle.load(str(path)), "float32")
+        return quantize.unpack_state(paddle.load(str(path), return_numpy=True))
     except Exception as exc:  # paddle raises many types for a corrupt file
         raise FacecmpError(f"{path}: cannot load weights ({type(exc).__name__})") from None
 
