@@ -5,9 +5,9 @@ one float16 scale (chosen to minimise the group's squared error) and 8- or 4-bit
 At 4 bits only the largest tensors (1 M weights or more: the last stage's convolutions,
 75% of a ResNet18) are 4-bit and the rest 8-bit, because the early layers are the ones
 that lose accuracy: 7.8 MB in all, and the same LFW accuracy as float16 (see the zoo's
-MODEL_CARD.md files). Biases, batch-norm statistics and other small tensors stay float16. A quantized tensor is
-stored as a dict {"codes", "scale", "shape", "bits"} in place of its array and is
-expanded back to float32 on load, so everything after loading is unchanged.
+MODEL_CARD.md files). Biases, batch-norm statistics and other small tensors stay float16.
+A quantized tensor is stored as a dict {"codes", "scale", "shape", "bits"} in place of its
+array and is expanded back to float32 on load, so everything after loading is unchanged.
 """
 
 from __future__ import annotations
