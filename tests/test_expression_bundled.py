@@ -37,10 +37,12 @@ def test_whole_photo_gets_a_label_and_probabilities_summing_to_one(tmp_path):
 
 def test_fer2013_happy_and_surprise_are_recognised():
     test = need_data("fer2013", "test")
-    files = {c: sorted((test / c).iterdir())[:20] for c in ("happy", "surprise")}
+    files = {c: sorted((test / c).iterdir())[:50] for c in ("happy", "surprise")}
     args = [str(p) for c in files for p in files[c]]
     res = CliRunner().invoke(main, ["expression", *args, "--json", "--detector", "none"])
     assert res.exit_code == 0, res.output
     labels = [r["label"] for r in json.loads(res.output.strip().splitlines()[-1])]
     correct = sum(lab == c for lab, c in zip(labels, [c for c in files for _ in files[c]]))
-    assert correct >= 30  # of 40; the two easiest classes, the model's overall test accuracy is on its card
+    # of 100; chance is 1 in 7. The two easiest classes (recall 0.84 and 0.72 on the whole
+    # PrivateTest for the bundled model); its overall test accuracy is on its card.
+    assert correct >= 60
