@@ -58,9 +58,10 @@ def pack(array: np.ndarray, bits: int = 4) -> dict[str, Any] | np.ndarray:
 
 
 def unpack(entry: dict[str, Any] | np.ndarray) -> np.ndarray:
-    """The float32 array a `pack` result stands for."""
+    """The float32 array a `pack` result stands for (a non-float array as it is)."""
     if not isinstance(entry, dict):
-        return np.asarray(entry).astype(np.float32)
+        array = np.asarray(entry)
+        return array.astype(np.float32) if array.dtype.kind == "f" else array
     bits = int(entry["bits"])
     codes = np.asarray(entry["codes"], dtype=np.uint8)
     if bits == 4:
@@ -88,8 +89,4 @@ def pack_state(state: dict[str, Any], bits: int = 4) -> dict[str, Any]:
 
 def unpack_state(state: dict[str, Any]) -> dict[str, np.ndarray]:
     """The float32 state dict a `pack_state` result (or a plain float state) stands for."""
-    out = {}
-    for name, value in state.items():
-        is_float = isinstance(value, dict) or np.asarray(value).dtype.kind == "f"
-        out[name] = unpack(value) if is_float else np.asarray(value)
-    return out
+    return {name: unpack(value) for name, value in state.items()}

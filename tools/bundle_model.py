@@ -4,8 +4,8 @@
 
 int4 (the default; 4- and 8-bit codes with float16 scales, see facecmp/quantize.py) makes a
 ResNet18 7.8 MB instead of 45 MB (float32) or 22 MB (float16); check the bundled copy
-(`facecmp threshold-sweep`, `facecmp evaluate`) before shipping it. Weights are float32 again once loaded. The target's
-MODEL_CARD.md is kept.
+(`facecmp threshold-sweep`, `facecmp evaluate`) before shipping it. Weights are float32
+again once loaded. The target's MODEL_CARD.md is kept.
 """
 
 from __future__ import annotations
