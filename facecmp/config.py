@@ -89,6 +89,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     num_workers: int = 0
+    teacher: str | None = None  # .npz of a teacher's descriptors (tools/teacher_embeddings.py)
+    teacher_weight: float = 10.0  # weight of the cosine distance to the teacher
     seed: int = 0
 
 

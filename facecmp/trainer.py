@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import datasets, modeldir, plots, runlog
+from facecmp import datasets, distill, modeldir, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.errors import FacecmpError
@@ -21,11 +21,13 @@ from facecmp.preprocess import to_tensor_batch
 
 
 class CropDataset(paddle.io.Dataset):
-    """Prepared uint8 crops -> (image, label, label); the label feeds margin heads too."""
+    """Prepared uint8 crops -> (image, label, label[, teacher target]); the label feeds margin heads too."""
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: dict, aug_cfg=None, seed: int = 0):
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: dict, aug_cfg=None, seed: int = 0,
+                 targets: np.ndarray | None = None):
         super().__init__()
         self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
+        self.targets = targets
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -37,7 +39,7 @@ class CropDataset(paddle.io.Dataset):
             img = augment(img, self.aug_cfg, self.rng)
         x = to_tensor_batch(img[None], self.meta)[0]
         y = np.asarray([self.labels[i]], dtype=np.int64)
-        return x, y, y
+        return (x, y, y) if self.targets is None else (x, y, y, self.targets[i])
 
 
 def preprocessing_meta(cfg: Config) -> dict[str, Any]:
@@ -232,6 +234,10 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         meta["initialized_from"] = lineage(Path(cfg.model.init))
     if cfg.task != "identity":
         meta["classes"] = folder.classes
+    targets = None
+    if cfg.train.teacher:
+        targets, meta["distilled_from"] = distill.load_targets(cfg.train.teacher, folder.paths)
+        meta["distilled_from"]["weight"] = cfg.train.teacher_weight
     paddle.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     net = build_net(cfg.model, len(folder.classes))
@@ -239,18 +245,28 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         n = modeldir.init_backbone(net.backbone, cfg.model.init)
         print(f"backbone starts from {cfg.model.init} ({n} weight tensors)")
     size = cfg.data.input_size
+    label_specs = [paddle.static.InputSpec([None, 1], "int64", "label")]
+    loss, metric = make_loss(cfg), paddle.metric.Accuracy()
+    if targets is not None:
+        net = distill.DistillNet(net, targets.shape[1])
+        label_specs.append(paddle.static.InputSpec([None, targets.shape[1]], "float32", "teacher"))
+        loss, metric = distill.DistillLoss(loss, cfg.train.teacher_weight), distill.HeadAccuracy()
     model = paddle.Model(net, inputs=[paddle.static.InputSpec([None, 3, size, size], "float32", "image"),
                                       paddle.static.InputSpec([None, 1], "int64", "label")],
-                         labels=[paddle.static.InputSpec([None, 1], "int64", "label")])
+                         labels=label_specs)
     optimizer = paddle.optimizer.Adam(cfg.train.lr, parameters=net.parameters(),
                                       weight_decay=cfg.train.weight_decay or None)
-    model.prepare(optimizer, make_loss(cfg), paddle.metric.Accuracy())
+    model.prepare(optimizer, loss, metric)
     if resume:
         model.load(runlog.checkpoint_path(out, state))
     labels = folder.labels
+
+    def subset(idx):
+        return None if targets is None else targets[idx]
+
     train_ds = CropDataset(crops[train_idx], labels[train_idx], meta, cfg.data.augment,
-                           cfg.train.seed + state["epoch"])
-    val_ds = CropDataset(crops[val_idx], labels[val_idx], meta) if len(val_idx) else None
+                           cfg.train.seed + state["epoch"], subset(train_idx))
+    val_ds = CropDataset(crops[val_idx], labels[val_idx], meta, targets=subset(val_idx)) if len(val_idx) else None
     remaining = cfg.train.epochs - state["epoch"]
     if remaining > 0 and not _stopped_early(cfg, state):
         cb = RunCallback(cfg, out, state, meta, val_ds is not None)

@@ -1,0 +1,83 @@
+"""Embedding distillation: a teacher's face descriptors as an extra training target.
+
+The teacher's descriptors are computed once, outside training (tools/teacher_embeddings.py
+writes an .npz of resolved image paths and N x d vectors, NaN where it found no face). While
+training, a linear projection of the student's 512-d embedding is pulled towards the
+teacher's descriptor of the same image (cosine distance), next to the usual classification
+loss. The projection is training-only: the saved model is the student's backbone, and
+inference never sees the teacher.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facecmp.errors import FacecmpError
+from facecmp.models import EMBEDDING_SIZE, paddle
+
+nn = paddle.nn
+F = paddle.nn.functional
+
+
+def load_targets(path: str | Path, image_paths: list[Path]) -> tuple[np.ndarray, dict]:
+    """The teacher's unit-length descriptor for each image (zeros where it has none), and a summary."""
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            rows = {p: i for i, p in enumerate(z["paths"].tolist())}
+            emb, note = z["emb"].astype(np.float32), str(z["teacher"]) if "teacher" in z else ""
+    except (OSError, KeyError, ValueError) as exc:
+        raise FacecmpError(f"teacher file {path}: cannot read ({type(exc).__name__}); "
+                           f"make it with tools/teacher_embeddings.py") from None
+    targets = np.zeros((len(image_paths), emb.shape[1]), dtype=np.float32)
+    for i, p in enumerate(image_paths):
+        row = rows.get(os.path.realpath(p))
+        if row is not None and np.isfinite(emb[row]).all():
+            targets[i] = emb[row] / max(1e-12, float(np.linalg.norm(emb[row])))
+    covered = int(np.any(targets != 0, axis=1).sum())
+    if covered == 0:
+        raise FacecmpError(f"teacher file {path} describes none of the {len(image_paths)} training images")
+    return targets, {"file": str(path), "teacher": note, "dim": int(emb.shape[1]),
+                     "images_with_target": covered}
+
+
+class DistillNet(nn.Layer):
+    """A FaceNet plus a training-only projection; forward gives (logits, projected embedding).
+
+    It exposes the FaceNet's backbone, dropout and head, so saving and the per-epoch
+    callbacks treat it as the FaceNet it wraps.
+    """
+
+    def __init__(self, net, teacher_dim: int) -> None:
+        super().__init__()
+        self.backbone, self.dropout, self.head = net.backbone, net.dropout, net.head
+        self.projection = nn.Linear(EMBEDDING_SIZE, teacher_dim, bias_attr=False)
+
+    def forward(self, x, label=None):  # noqa: D102
+        emb = self.backbone(x)
+        logits = self.head(emb if self.dropout is None else self.dropout(emb), label)
+        return logits, self.projection(emb)
+
+
+class DistillLoss(nn.Layer):
+    """The classification loss plus weight x mean cosine distance to the teacher (images with a target)."""
+
+    def __init__(self, base: nn.Layer, weight: float) -> None:
+        super().__init__()
+        self.base, self.weight = base, weight
+
+    def forward(self, logits, projected, label, target):  # noqa: D102
+        has = (paddle.sum(paddle.abs(target), axis=1) > 0).astype("float32")
+        cos = paddle.sum(F.normalize(projected, axis=1) * target, axis=1)
+        distance = paddle.sum((1.0 - cos) * has) / paddle.clip(paddle.sum(has), min=1.0)
+        return self.base(logits, label) + self.weight * distance
+
+
+class HeadAccuracy(paddle.metric.Accuracy):
+    """Accuracy of the logits when the network also returns a projection and the batch a target."""
+
+    def compute(self, logits, projected, label, target):  # noqa: D102
+        return super().compute(logits, label)

@@ -1,0 +1,96 @@
+"""Distillation from a teacher's descriptors: targets by image path, the loss, the saved student."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO, make_class_tree, need_data
+
+
+def _teacher_file(path, image_paths, dim=16, missing=()):
+    """Descriptors that separate the classes (one random direction per class, plus noise)."""
+    rng = np.random.default_rng(0)
+    centres = {}
+    emb = []
+    for p in image_paths:
+        c = centres.setdefault(p.parent.name, rng.normal(size=dim))
+        emb.append(c + 0.1 * rng.normal(size=dim))
+    emb = np.asarray(emb, dtype=np.float32)
+    for i in missing:
+        emb[i] = np.nan
+    np.savez(path, paths=np.asarray([os.path.realpath(p) for p in image_paths]), emb=emb,
+             teacher=np.asarray("test teacher"))
+    return path
+
+
+def test_targets_follow_paths_and_skip_missing(tmp_path):
+    from facecmp.distill import load_targets
+
+    paths = sorted(make_class_tree(tmp_path / "d", classes=2, per_class=3).glob("*/*.png"))
+    teacher = _teacher_file(tmp_path / "t.npz", paths, missing=[1])
+    targets, summary = load_targets(teacher, list(reversed(paths)))  # order follows the caller's
+    assert summary["images_with_target"] == 5 and summary["dim"] == 16
+    assert np.allclose(np.linalg.norm(targets, axis=1), [1, 1, 1, 1, 0, 1], atol=1e-5)
+    with np.load(teacher) as z:
+        raw = z["emb"][0]
+    assert np.allclose(targets[-1], raw / np.linalg.norm(raw), atol=1e-6)
+
+
+def test_unusable_teacher_files_are_one_line_errors(tmp_path):
+    from facecmp.distill import load_targets
+    from facecmp.errors import FacecmpError
+
+    paths = sorted(make_class_tree(tmp_path / "d", classes=2, per_class=2).glob("*/*.png"))
+    (tmp_path / "junk.npz").write_bytes(b"not a numpy file")
+    with pytest.raises(FacecmpError, match="cannot read"):
+        load_targets(tmp_path / "junk.npz", paths)
+    other = _teacher_file(tmp_path / "other.npz", [tmp_path / "x" / "elsewhere.png"])
+    with pytest.raises(FacecmpError, match="describes none"):
+        load_targets(other, paths)
+
+
+def test_distilled_training_pulls_towards_the_teacher_and_saves_the_student_only(tmp_path):
+    from facecmp import modeldir
+    from facecmp.config import load_config
+    from facecmp.trainer import train
+
+    root = make_class_tree(tmp_path / "data", classes=4, per_class=8)
+    teacher = _teacher_file(tmp_path / "t.npz", sorted(root.glob("*/*.png")), missing=[0])
+    cfg = load_config("identity", overrides={
+        "data": {"input_size": 32}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.003, "patience": 0,
+                                              "teacher": str(teacher), "teacher_weight": 10.0}})
+    train(cfg, [root], tmp_path / "run", verbose=0)
+    meta = json.loads((tmp_path / "run" / "model" / "meta.json").read_text())
+    assert meta["distilled_from"]["images_with_target"] == 31
+    assert meta["distilled_from"]["weight"] == 10.0
+    with open(tmp_path / "run" / "log.csv") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    assert losses[-1] < losses[0]  # the distance term dominates the loss and must come down
+    net, _ = modeldir.load_net(tmp_path / "run" / "model")  # the student alone, no projection
+    assert net.head is None
+    saved = [f.name for f in (tmp_path / "run" / "model").iterdir()]
+    assert modeldir.HEAD not in saved and not any("projection" in n for n in saved)
+
+
+def test_teacher_tool_describes_real_faces(tmp_path, monkeypatch):
+    if importlib.util.find_spec("dlib") is None or importlib.util.find_spec("face_recognition_models") is None:
+        pytest.skip('dlib teacher not installed (pip install -e ".[distill]")')
+    lfw = need_data("lfw")
+    monkeypatch.syspath_prepend(str(REPO / "tools"))  # the worker processes import the tool by name
+    tool = importlib.import_module("teacher_embeddings")
+    out = tmp_path / "t.npz"
+    assert tool.main(["--data", str(lfw), "--workers", "1", "--limit", "6", "--out", str(out)]) == 0
+    with np.load(out) as z:
+        paths, emb = z["paths"].tolist(), z["emb"]
+    assert emb.shape == (6, 128) and np.isfinite(emb).all()
+    people = [p.split("/")[-2] for p in paths]
+    d = np.linalg.norm(emb[:, None] - emb[None], axis=2)
+    same = np.equal.outer(people, people) & ~np.eye(6, dtype=bool)
+    assert same.any() and (~np.equal.outer(people, people)).any()
+    assert d[same].mean() < d[~np.equal.outer(people, people)].mean()
