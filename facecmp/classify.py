@@ -35,7 +35,8 @@ def _join(*notes: str | None) -> str | None:
 class Classifier:
     """A model directory with a classifier head, run on batches of face crops."""
 
-    def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
+                 flip: bool | None = None) -> None:
         from facecmp.modeldir import load_net, read_meta
 
         self.model_dir = Path(model_dir)
@@ -47,6 +48,8 @@ class Classifier:
         self.net, self.meta = load_net(model_dir, with_head=True)
         self.classes: list[str] = list(self.meta["classes"])
         self.batch_size = batch_size
+        # test-time flip: average the probabilities of the face and its mirror (per model by default)
+        self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
@@ -55,11 +58,15 @@ class Classifier:
         out = []
         with paddle.no_grad():
             for i in range(0, len(crops), self.batch_size):
-                x = paddle.to_tensor(to_tensor_batch(crops[i : i + self.batch_size], self.meta))
-                out.append(self.net(x).numpy())
+                x = to_tensor_batch(crops[i : i + self.batch_size], self.meta)
+                if self.flip:  # image and mirror in one forward pass
+                    both = softmax(self.net(paddle.to_tensor(np.concatenate([x, x[..., ::-1]]))).numpy())
+                    out.append((both[: len(x)] + both[len(x) :]) / 2)
+                else:
+                    out.append(softmax(self.net(paddle.to_tensor(x)).numpy()))
         if not out:
             return np.zeros((0, len(self.classes)))
-        return softmax(np.concatenate(out))
+        return np.concatenate(out)
 
     def _chain(self, detector: str | None) -> list[str]:
         """Detectors to try in turn; empty when the image is used without detection."""

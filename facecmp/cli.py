@@ -98,6 +98,8 @@ MODEL_OPT = click.option("--model", type=click.Path(path_type=Path),
                          help="Model directory (default: the bundled identity model).")
 DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "none"]), default=None,
                             help="Override the model's crop convention (none: inputs are crops).")
+FLIP_OPT = click.option("--flip/--no-flip", default=None,
+                        help="Average with the mirrored face (default: per model).")
 
 
 @main.command()
@@ -105,7 +107,7 @@ DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "n
 @click.argument("images", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output .npz")
 @click.option("--normalize/--raw", default=False, show_default=True, help="L2-normalise embeddings.")
-@click.option("--flip/--no-flip", default=None, help="Average with the mirrored face (default: per model).")
+@FLIP_OPT
 @DETECTOR_OPT
 @friendly
 def embed(model, images, out, normalize, flip, detector) -> None:
@@ -140,7 +142,7 @@ def embed(model, images, out, normalize, flip, detector) -> None:
               help="k for k-fold accuracy when the pairs file has no folds of its own.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/sweep"), show_default=True)
 @click.option("--save-threshold", is_flag=True, help="Store the best threshold in the model's meta.json.")
-@click.option("--flip/--no-flip", default=None, help="Average with the mirrored face (default: per model).")
+@FLIP_OPT
 @DETECTOR_OPT
 @friendly
 def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, folds, out,
@@ -221,12 +223,13 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
               help="Labelled test folder DIR/<class>/*, class names as the model's.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/evaluate"), show_default=True)
 @DETECTOR_OPT
+@FLIP_OPT
 @friendly
-def evaluate(model, data, out, detector) -> None:
+def evaluate(model, data, out, detector, flip) -> None:
     """Accuracy, per-class metrics, confusion matrix and misclassified images of a classifier."""
     from facecmp.evaluate import evaluate as run_evaluation
 
-    summary = run_evaluation(model, data, out, detector)
+    summary = run_evaluation(model, data, out, detector, flip=flip)
     if summary["failed"]:
         click.echo(f"skipped {summary['failed']} unreadable images (listed in metrics.json)", err=True)
     click.echo(f"accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro_f1']:.4f}) "
@@ -239,7 +242,7 @@ CLASSIFY_DETECTOR_OPT = click.option(
     help="Face detector for photos (mtcnn falls back to haar, then the whole image); none: inputs are crops.")
 
 
-def _classify(task: str, images, model, as_json: bool, detector: str) -> None:
+def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None) -> None:
     """Shared body of the classifier commands: one line (or JSON object) per image."""
     from facecmp.zoo import resolve_model
 
@@ -247,7 +250,7 @@ def _classify(task: str, images, model, as_json: bool, detector: str) -> None:
     model_dir = resolve_model(model, task)
     from facecmp.classify import Classifier
 
-    results = Classifier(model_dir, task=task).predict_files(files, detector)
+    results = Classifier(model_dir, task=task, flip=flip).predict_files(files, detector)
     if as_json:
         import json
 
@@ -269,10 +272,11 @@ def _classify(task: str, images, model, as_json: bool, detector: str) -> None:
 @click.option("--model", type=click.Path(path_type=Path), help="Model directory (default: the bundled mask model).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
 @CLASSIFY_DETECTOR_OPT
+@FLIP_OPT
 @friendly
-def mask(images, model, as_json, detector) -> None:
+def mask(images, model, as_json, detector, flip) -> None:
     """Is the face wearing a mask? Prints label and probability per image."""
-    _classify("mask", images, model, as_json, detector)
+    _classify("mask", images, model, as_json, detector, flip)
 
 
 @main.command()
@@ -281,10 +285,11 @@ def mask(images, model, as_json, detector) -> None:
               help="Model directory (default: the bundled expression model).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
 @CLASSIFY_DETECTOR_OPT
+@FLIP_OPT
 @friendly
-def expression(images, model, as_json, detector) -> None:
+def expression(images, model, as_json, detector, flip) -> None:
     """The facial expression of each image: label and probability."""
-    _classify("expression", images, model, as_json, detector)
+    _classify("expression", images, model, as_json, detector, flip)
 
 
 if __name__ == "__main__":

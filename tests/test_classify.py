@@ -69,6 +69,25 @@ def test_batches_give_the_same_answers_and_probabilities_sum_to_one(tiny_mask):
         assert abs(sum(a["probabilities"].values()) - 1) < 1e-9
 
 
+def test_flip_averages_the_face_and_its_mirror(tiny_mask, tmp_path):
+    from facecmp.classify import Classifier
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    plain = Classifier(tiny_mask, flip=False)
+    assert not plain.flip  # the tiny model's meta says nothing: no flip by default
+    both = Classifier(tiny_mask, flip=True, batch_size=2).probabilities(crops)
+    expected = (plain.probabilities(crops) + plain.probabilities(crops[:, :, ::-1].copy())) / 2
+    assert np.allclose(both, expected, atol=1e-5) and np.allclose(both.sum(axis=1), 1, atol=1e-6)
+    assert not np.allclose(both, plain.probabilities(crops), atol=1e-4)
+    # the CLI's evaluate records whether it flipped
+    test = tiny_mask.parent.parent / "data" / "test"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_mask), "--data", str(test),
+                                       "--detector", "none", "--flip", "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["flip"] is True
+
+
 def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch):
     from facecmp import detect
     from facecmp.classify import Classifier
