@@ -49,7 +49,8 @@ def preprocessing_meta(cfg: Config) -> dict[str, Any]:
             "std": list(d.std), "crop": dataclasses.asdict(d.crop)}
 
 
-def _split_dir(root: Path, name: str) -> Path:
+def split_dir(root: Path, name: str) -> Path:
+    """root/<name>, matching split folder names case-insensitively (Train, train)."""
     for child in sorted(root.iterdir()) if root.is_dir() else []:
         if child.is_dir() and child.name.lower() == name.lower():
             return child
@@ -65,8 +66,8 @@ def gather(cfg: Config, roots: list[Path], exclude: set[str]) -> tuple[datasets.
         return folder, train, val
     if len(roots) != 1:
         raise FacecmpError("the 'splits' layout takes exactly one --data folder")
-    train_f = datasets.scan_classes([_split_dir(roots[0], d.splits[0])], d.min_images)
-    val_f = datasets.scan_classes([_split_dir(roots[0], d.splits[1])], 1)
+    train_f = datasets.scan_classes([split_dir(roots[0], d.splits[0])], d.min_images)
+    val_f = datasets.scan_classes([split_dir(roots[0], d.splits[1])], 1)
     unknown = set(val_f.classes) - set(train_f.classes)
     if unknown:
         raise FacecmpError(f"validation classes not in training data: {', '.join(sorted(unknown))}")

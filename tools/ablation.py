@@ -38,7 +38,9 @@ sys.path.insert(0, str(REPO))
 from facecmp import datasets, trainer  # noqa: E402
 from facecmp.config import load_config  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
+from facecmp.errors import FacecmpError  # noqa: E402
 from facecmp.preprocess import to_tensor_batch  # noqa: E402
+from facecmp.trainer import split_dir  # noqa: E402
 
 
 def read_spec(path: Path) -> dict:
@@ -59,14 +61,6 @@ def deep_merge(base: dict, extra: dict) -> dict:
         out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
             else value
     return out
-
-
-def split_dir(root: Path, name: str) -> Path:
-    """root/<name>, matching the case-insensitively named split folders of the data set."""
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and child.name.lower() == name.lower():
-            return child
-    raise SystemExit(f"{root} has no {name} folder")
 
 
 def link_subset(src: Path, dst: Path, per_class: int, seed: int) -> None:
@@ -248,13 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)} (the spec has {', '.join(variants)})")
     variants = [v for v in variants if not args.only or v in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
-    classes = sorted(p.name for p in split_dir(args.data, "train").iterdir() if p.is_dir())
-    test = TestSet(args.data, classes, args.test_subset)
-    rows: list[dict] = []
-    for seed in args.seeds:
-        for variant in variants:
-            print(f"{variant} seed {seed}", flush=True)
-            rows += run_one(args, spec, variant, seed, test)
+    try:
+        classes = sorted(p.name for p in split_dir(args.data, "train").iterdir() if p.is_dir())
+        test = TestSet(args.data, classes, args.test_subset)
+        rows: list[dict] = []
+        for seed in args.seeds:
+            for variant in variants:
+                print(f"{variant} seed {seed}", flush=True)
+                rows += run_one(args, spec, variant, seed, test)
+    except FacecmpError as exc:
+        raise SystemExit(f"error: {exc}") from None
     table = summarise(rows, variants, args.epochs)
     write_results(args.out, rows, table, args, spec)
     print(f"\n{table}\nwrote {args.out}/results.csv, results.json, results.md")
