@@ -122,6 +122,19 @@ def init_backbone(backbone, model_dir: str | Path) -> int:
     return len(matched)
 
 
+def init_head(head, model_dir: str | Path, meta: dict[str, Any]) -> bool:
+    """Start a classifier head from another model's, when both are the same head over the
+    same classes in the same order (a warm restart); returns whether it was loaded."""
+    init = read_meta(model_dir)
+    path = Path(model_dir) / HEAD
+    same = (init.get("classes") == meta.get("classes") and init.get("head") == meta.get("head")
+            and init.get("task") == meta.get("task"))
+    if not (same and meta.get("classes") and path.is_file()):
+        return False
+    _load_state(head, path)
+    return True
+
+
 def load_net(model_dir: str | Path, with_head: bool = False):
     """Rebuild the network from a model directory, in eval mode; returns (net, meta)."""
     from facecmp import models

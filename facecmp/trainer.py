@@ -245,6 +245,8 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     if cfg.model.init and not resume:
         n = modeldir.init_backbone(net.backbone, cfg.model.init)
         print(f"backbone starts from {cfg.model.init} ({n} weight tensors)")
+        if modeldir.init_head(net.head, cfg.model.init, meta):
+            print(f"head starts from {cfg.model.init} (same classes)")
     size = cfg.data.input_size
     label_specs = [paddle.static.InputSpec([None, 1], "int64", "label")]
     loss, metric = make_loss(cfg), paddle.metric.Accuracy()

@@ -145,3 +145,24 @@ def test_init_starts_from_another_models_backbone(tmp_path, tiny_model):
     res = CliRunner().invoke(main, ["train", "--data", str(root), "--init", str(tmp_path), "--out",
                                     str(tmp_path / "r2")])
     assert res.exit_code != 0 and "not a facecmp model" in res.output
+
+
+def test_init_restarts_a_classifier_head_only_over_the_same_classes(tiny_mask):
+    import numpy as np
+
+    from facecmp.modeldir import init_head, load_net, read_meta
+    from facecmp.models import build_head
+
+    source, meta = load_net(tiny_mask, with_head=True)
+    head = build_head(meta["head"], len(meta["classes"]))
+    before = head.state_dict()["fc.weight"].numpy().copy()
+    assert init_head(head, tiny_mask, {**meta, "classes": meta["classes"][::-1]}) is False
+    assert np.array_equal(head.state_dict()["fc.weight"].numpy(), before)
+    assert init_head(head, tiny_mask, read_meta(tiny_mask)) is True
+    assert np.allclose(head.state_dict()["fc.weight"].numpy(), source.head.state_dict()["fc.weight"].numpy())
+    root = tiny_mask.parent.parent / "data"
+    res = CliRunner().invoke(main, ["train", "--task", "mask", "--data", str(root), "--epochs", "1",
+                                    "--batch-size", "8", "--init", str(tiny_mask),
+                                    "--out", str(tiny_mask.parent.parent / "warm")])
+    assert res.exit_code == 0, res.output
+    assert "head starts from" in res.output
