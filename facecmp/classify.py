@@ -12,7 +12,7 @@ import numpy as np
 from facecmp.detect import DETECTORS
 from facecmp.errors import FacecmpError, NoFaceError
 from facecmp.images import load_rgb
-from facecmp.preprocess import FaceCrop, crop_face, to_tensor_batch
+from facecmp.preprocess import FaceCrop, crop_face, run_batches
 
 # Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
 # and FER2013 crops: Haar boxes are about 0.75x). A model's box scale is chosen for its own
@@ -55,15 +55,9 @@ class Classifier:
         """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
         import paddle
 
-        out = []
         with paddle.no_grad():
-            for i in range(0, len(crops), self.batch_size):
-                x = to_tensor_batch(crops[i : i + self.batch_size], self.meta)
-                if self.flip:  # image and mirror in one forward pass
-                    both = softmax(self.net(paddle.to_tensor(np.concatenate([x, x[..., ::-1]]))).numpy())
-                    out.append((both[: len(x)] + both[len(x) :]) / 2)
-                else:
-                    out.append(softmax(self.net(paddle.to_tensor(x)).numpy()))
+            out = run_batches(lambda x: softmax(self.net(paddle.to_tensor(x)).numpy()), crops, self.meta,
+                              self.batch_size, self.flip)
         if not out:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)

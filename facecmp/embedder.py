@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecmp.errors import FacecmpError
-from facecmp.preprocess import FaceCrop, load_face, to_tensor_batch
+from facecmp.preprocess import FaceCrop, load_face, run_batches
 
 
 @dataclass
@@ -53,14 +53,7 @@ class Embedder:
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x 512 embeddings (flip-averaged if enabled)."""
-        out = []
-        for i in range(0, len(crops), self.batch_size):
-            x = to_tensor_batch(crops[i : i + self.batch_size], self.meta)
-            if self.flip:  # image and mirror in one forward pass, then averaged
-                both = self._forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
-                out.append((both[: len(x)] + both[len(x) :]) / 2)
-            else:
-                out.append(self._forward(x))
+        out = run_batches(self._forward, crops, self.meta, self.batch_size, self.flip)
         dim = int(self.meta["embedding_size"])
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 

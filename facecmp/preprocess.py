@@ -7,6 +7,7 @@ The metadata keys read here are: input_size, color, mean, std, crop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,21 @@ def to_tensor_batch(crops: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     mean = np.asarray(meta["mean"], dtype=np.float32)
     std = np.asarray(meta["std"], dtype=np.float32)
     return np.ascontiguousarray(((x - mean) / std).transpose(0, 3, 1, 2))
+
+
+def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, meta: dict[str, Any],
+                batch_size: int, flip: bool) -> list[np.ndarray]:
+    """forward() over crops in batches of network input; one output array per batch.
+
+    With flip (test-time augmentation), each face and its mirror go through one forward
+    pass and their outputs are averaged.
+    """
+    out = []
+    for i in range(0, len(crops), batch_size):
+        x = to_tensor_batch(crops[i : i + batch_size], meta)
+        if flip:
+            both = forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
+            out.append((both[: len(x)] + both[len(x) :]) / 2)
+        else:
+            out.append(forward(x))
+    return out
