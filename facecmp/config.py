@@ -90,7 +90,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     num_workers: int = 0
     teacher: str | None = None  # .npz of a teacher's descriptors (tools/teacher_embeddings.py)
-    teacher_weight: float = 10.0  # weight of the cosine distance to the teacher
+    teacher_loss: str = "projection"  # projection | similarity (see facecmp/distill.py)
+    teacher_weight: float = 10.0  # weight of the teacher term
     seed: int = 0
 
 
@@ -115,6 +116,7 @@ _CHOICES = {
     ("model", "head"): ("linear", "arcface", "cosface"),
     ("train", "lr_schedule"): ("cosine", "constant"),
     ("train", "loss"): ("ce", "focal"),
+    ("train", "teacher_loss"): ("projection", "similarity"),
 }
 
 

@@ -1,11 +1,17 @@
 """Embedding distillation: a teacher's face descriptors as an extra training target.
 
 The teacher's descriptors are computed once, outside training (tools/teacher_embeddings.py
-writes an .npz of resolved image paths and N x d vectors, NaN where it found no face). While
-training, a linear projection of the student's 512-d embedding is pulled towards the
-teacher's descriptor of the same image (cosine distance), next to the usual classification
-loss. The projection is training-only: the saved model is the student's backbone, and
-inference never sees the teacher.
+writes an .npz of resolved image paths and N x d vectors, NaN where it found no face).
+Next to the usual classification loss, one of two teacher terms (`train.teacher_loss`):
+
+- projection: a linear projection of the student's 512-d embedding is pulled towards the
+  teacher's descriptor of the same image (cosine distance). The projection is training-only.
+- similarity: the student's pairwise cosine similarities within a batch are made to follow
+  the teacher's (in the spirit of similarity-preserving distillation, Tung & Mori 2019),
+  scored by their correlation. This shapes the distances verification uses, not a
+  read-out of them; there is nothing to project.
+
+Either way the saved model is the student's backbone: inference never sees the teacher.
 """
 
 from __future__ import annotations
@@ -45,33 +51,58 @@ def load_targets(path: str | Path, image_paths: list[Path]) -> tuple[np.ndarray,
 
 
 class DistillNet(nn.Layer):
-    """A FaceNet plus a training-only projection; forward gives (logits, projected embedding).
+    """A FaceNet plus a training-only projection (none for the similarity loss); forward gives
+    (logits, projected embedding) or (logits, embedding).
 
     It exposes the FaceNet's backbone, dropout and head, so saving and the per-epoch
     callbacks treat it as the FaceNet it wraps.
     """
 
-    def __init__(self, net, teacher_dim: int) -> None:
+    def __init__(self, net, teacher_dim: int, project: bool = True) -> None:
         super().__init__()
         self.backbone, self.dropout, self.head = net.backbone, net.dropout, net.head
-        self.projection = nn.Linear(EMBEDDING_SIZE, teacher_dim, bias_attr=False)
+        self.projection = nn.Linear(EMBEDDING_SIZE, teacher_dim, bias_attr=False) if project else None
 
     def forward(self, x, label=None):  # noqa: D102
         emb = self.backbone(x)
         logits = self.head(emb if self.dropout is None else self.dropout(emb), label)
-        return logits, self.projection(emb)
+        return logits, emb if self.projection is None else self.projection(emb)
+
+
+def similarity_gap(emb, target):
+    """1 - the Pearson correlation between the student's and the teacher's cosine similarities
+    of every pair of distinct images in the batch (images with a target only).
+
+    Correlation, not equality: the teacher's similarities sit on another scale (dlib's raw
+    descriptors: cosine 0.85 +- 0.04 between strangers), and what carries over is which faces
+    it finds alike.
+    """
+    has = (paddle.sum(paddle.abs(target), axis=1, keepdim=True) > 0).astype("float32")
+    unit = F.normalize(emb, axis=1)
+    mask = paddle.matmul(has, has, transpose_y=True) * (1.0 - paddle.eye(emb.shape[0]))
+    n = paddle.clip(paddle.sum(mask), min=1.0)
+
+    def centred(sim):
+        return (sim - paddle.sum(sim * mask) / n) * mask
+
+    s = centred(paddle.matmul(unit, unit, transpose_y=True))
+    t = centred(paddle.matmul(target, target, transpose_y=True))
+    return 1.0 - paddle.sum(s * t) / paddle.sqrt(paddle.sum(s * s) * paddle.sum(t * t) + 1e-12)
 
 
 class DistillLoss(nn.Layer):
-    """The classification loss plus weight x mean cosine distance to the teacher (images with a target)."""
+    """The classification loss plus weight x the teacher term (images with a target):
+    mean cosine distance of the projection to the teacher, or the similarity gap."""
 
-    def __init__(self, base: nn.Layer, weight: float) -> None:
+    def __init__(self, base: nn.Layer, weight: float, kind: str = "projection") -> None:
         super().__init__()
-        self.base, self.weight = base, weight
+        self.base, self.weight, self.kind = base, weight, kind
 
-    def forward(self, logits, projected, label, target):  # noqa: D102
+    def forward(self, logits, out, label, target):  # noqa: D102
+        if self.kind == "similarity":
+            return self.base(logits, label) + self.weight * similarity_gap(out, target)
         has = (paddle.sum(paddle.abs(target), axis=1) > 0).astype("float32")
-        cos = paddle.sum(F.normalize(projected, axis=1) * target, axis=1)
+        cos = paddle.sum(F.normalize(out, axis=1) * target, axis=1)
         distance = paddle.sum((1.0 - cos) * has) / paddle.clip(paddle.sum(has), min=1.0)
         return self.base(logits, label) + self.weight * distance
 

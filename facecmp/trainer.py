@@ -238,7 +238,7 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     targets = None
     if cfg.train.teacher:
         targets, meta["distilled_from"] = distill.load_targets(cfg.train.teacher, folder.paths)
-        meta["distilled_from"]["weight"] = cfg.train.teacher_weight
+        meta["distilled_from"].update(loss=cfg.train.teacher_loss, weight=cfg.train.teacher_weight)
     paddle.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     net = build_net(cfg.model, len(folder.classes))
@@ -251,9 +251,10 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     label_specs = [paddle.static.InputSpec([None, 1], "int64", "label")]
     loss, metric = make_loss(cfg), paddle.metric.Accuracy()
     if targets is not None:
-        net = distill.DistillNet(net, targets.shape[1])
+        kind = cfg.train.teacher_loss
+        net = distill.DistillNet(net, targets.shape[1], project=kind == "projection")
         label_specs.append(paddle.static.InputSpec([None, targets.shape[1]], "float32", "teacher"))
-        loss, metric = distill.DistillLoss(loss, cfg.train.teacher_weight), distill.HeadAccuracy()
+        loss, metric = distill.DistillLoss(loss, cfg.train.teacher_weight, kind), distill.HeadAccuracy()
     model = paddle.Model(net, inputs=[paddle.static.InputSpec([None, 3, size, size], "float32", "image"),
                                       paddle.static.InputSpec([None, 1], "int64", "label")],
                          labels=label_specs)

@@ -55,7 +55,27 @@ def test_unusable_teacher_files_are_one_line_errors(tmp_path):
         load_targets(other, paths)
 
 
-def test_distilled_training_pulls_towards_the_teacher_and_saves_the_student_only(tmp_path):
+def test_similarity_gap_is_zero_for_the_teachers_geometry_and_ignores_rows_without_target():
+    from facecmp.distill import paddle, similarity_gap
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(6, 16)).astype(np.float32)
+    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    target[2] = 0  # no teacher descriptor for image 2
+    same = np.zeros((6, 512), np.float32)
+    same[:, :16] = target * rng.uniform(0.5, 3.0, size=(6, 1))  # the teacher's angles, other lengths
+    same[2] = rng.normal(size=512)  # whatever the student says about image 2
+    gap = lambda emb: float(similarity_gap(paddle.to_tensor(emb), paddle.to_tensor(target)))
+    assert gap(same) < 1e-6
+    other = rng.normal(size=(6, 512)).astype(np.float32)
+    assert gap(other) > 1e-3
+    moved = same.copy()
+    moved[2] = rng.normal(size=512)
+    assert abs(gap(moved) - gap(same)) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["projection", "similarity"])
+def test_distilled_training_pulls_towards_the_teacher_and_saves_the_student_only(tmp_path, kind):
     from facecmp import modeldir
     from facecmp.config import load_config
     from facecmp.trainer import train
@@ -64,11 +84,12 @@ def test_distilled_training_pulls_towards_the_teacher_and_saves_the_student_only
     teacher = _teacher_file(tmp_path / "t.npz", sorted(root.glob("*/*.png")), missing=[0])
     cfg = load_config("identity", overrides={
         "data": {"input_size": 32}, "train": {"epochs": 4, "batch_size": 16, "lr": 0.003, "patience": 0,
-                                              "teacher": str(teacher), "teacher_weight": 10.0}})
+                                              "teacher": str(teacher), "teacher_weight": 10.0,
+                                              "teacher_loss": kind}})
     train(cfg, [root], tmp_path / "run", verbose=0)
     meta = json.loads((tmp_path / "run" / "model" / "meta.json").read_text())
     assert meta["distilled_from"]["images_with_target"] == 31
-    assert meta["distilled_from"]["weight"] == 10.0
+    assert meta["distilled_from"]["weight"] == 10.0 and meta["distilled_from"]["loss"] == kind
     with open(tmp_path / "run" / "log.csv") as f:
         losses = [float(r["loss"]) for r in csv.DictReader(f)]
     assert losses[-1] < losses[0]  # the distance term dominates the loss and must come down
