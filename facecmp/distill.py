@@ -69,6 +69,11 @@ class DistillNet(nn.Layer):
         return logits, emb if self.projection is None else self.projection(emb)
 
 
+def _has_target(target, keepdim: bool = False):
+    """1.0 for the rows (images) with a teacher descriptor, 0.0 for the zero rows."""
+    return (paddle.sum(paddle.abs(target), axis=1, keepdim=keepdim) > 0).astype("float32")
+
+
 def similarity_gap(emb, target):
     """1 - the Pearson correlation between the student's and the teacher's cosine similarities
     of every pair of distinct images in the batch (images with a target only).
@@ -77,7 +82,7 @@ def similarity_gap(emb, target):
     descriptors: cosine 0.85 +- 0.04 between strangers), and what carries over is which faces
     it finds alike.
     """
-    has = (paddle.sum(paddle.abs(target), axis=1, keepdim=True) > 0).astype("float32")
+    has = _has_target(target, keepdim=True)
     unit = F.normalize(emb, axis=1)
     mask = paddle.matmul(has, has, transpose_y=True) * (1.0 - paddle.eye(emb.shape[0]))
     n = paddle.clip(paddle.sum(mask), min=1.0)
@@ -101,7 +106,7 @@ class DistillLoss(nn.Layer):
     def forward(self, logits, out, label, target):  # noqa: D102
         if self.kind == "similarity":
             return self.base(logits, label) + self.weight * similarity_gap(out, target)
-        has = (paddle.sum(paddle.abs(target), axis=1) > 0).astype("float32")
+        has = _has_target(target)
         cos = paddle.sum(F.normalize(out, axis=1) * target, axis=1)
         distance = paddle.sum((1.0 - cos) * has) / paddle.clip(paddle.sum(has), min=1.0)
         return self.base(logits, label) + self.weight * distance
