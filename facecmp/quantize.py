@@ -20,6 +20,7 @@ GROUP = 32
 MIN_SIZE = 4096  # smaller tensors are not worth quantizing
 LOW_BIT_SIZE = 1_000_000  # at bits=4, only tensors this large get 4-bit codes
 _CLIPS = np.linspace(0.55, 1.0, 19)  # fractions of a group's max |w| tried as its range
+_SMALLEST_SCALE = float(np.finfo(np.float16).smallest_subnormal)  # float16 rounds smaller ones to 0
 
 
 def _quantize_groups(groups: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +31,7 @@ def _quantize_groups(groups: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndar
     best_err = np.full((len(groups), 1), np.inf, dtype=np.float32)
     best_scale = amax / qmax
     for clip in _CLIPS:
-        scale = (amax * clip / qmax).astype(np.float16).astype(np.float32)
+        scale = np.maximum((amax * clip / qmax).astype(np.float16).astype(np.float32), _SMALLEST_SCALE)
         q = np.clip(np.round(groups / scale), -qmax - 1, qmax)
         err = ((q * scale - groups) ** 2).sum(axis=1, keepdims=True)
         better = err < best_err

@@ -41,6 +41,13 @@ def test_a_zero_tensor_survives():
     assert not back.any()
 
 
+def test_weights_too_small_for_a_float16_scale_pack_without_warnings():
+    w = _weights((64, 128)) * 1e-6  # scales below float16's smallest value
+    with np.errstate(divide="raise", invalid="raise"):
+        back = quantize.unpack(quantize.pack(w, 4))
+    assert np.isfinite(back).all() and np.abs(back - w).max() <= np.abs(w).max()
+
+
 @pytest.mark.parametrize("dtype", ["int8", "int4"])
 def test_saved_model_gives_nearly_the_same_embeddings(tmp_path, tiny_model, dtype):
     paddle = pytest.importorskip("paddle")
