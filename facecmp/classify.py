@@ -36,7 +36,7 @@ class Classifier:
     """A model directory with a classifier head, run on batches of face crops."""
 
     def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
-                 flip: bool | None = None) -> None:
+                 flip: bool | None = None, zoom: float | None = None) -> None:
         from facecmp.modeldir import load_net, read_meta
 
         self.model_dir = Path(model_dir)
@@ -50,6 +50,10 @@ class Classifier:
         self.batch_size = batch_size
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
         self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
+        # test-time zoom: the central fraction of each crop (preprocess.zoom_center), per model by default
+        self.zoom = float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom
+        if not 0.5 <= self.zoom <= 1.0:
+            raise FacecmpError(f"zoom must be between 0.5 and 1, got {self.zoom}")
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
@@ -57,7 +61,7 @@ class Classifier:
 
         with paddle.no_grad():
             out = run_batches(lambda x: softmax(self.net(paddle.to_tensor(x)).numpy()), crops, self.meta,
-                              self.batch_size, self.flip)
+                              self.batch_size, self.flip, self.zoom)
         if not out:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)

@@ -100,6 +100,8 @@ DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "n
                             help="Override the model's crop convention (none: inputs are crops).")
 FLIP_OPT = click.option("--flip/--no-flip", default=None,
                         help="Average with the mirrored face (default: per model).")
+ZOOM_OPT = click.option("--zoom", type=click.FloatRange(0.5, 1.0), default=None, metavar="FRACTION",
+                        help="Classify the central FRACTION of each face crop, resized back (default: per model).")
 
 
 @main.command()
@@ -224,12 +226,13 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
 @click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/evaluate"), show_default=True)
 @DETECTOR_OPT
 @FLIP_OPT
+@ZOOM_OPT
 @friendly
-def evaluate(model, data, out, detector, flip) -> None:
+def evaluate(model, data, out, detector, flip, zoom) -> None:
     """Accuracy, per-class metrics, confusion matrix and misclassified images of a classifier."""
     from facecmp.evaluate import evaluate as run_evaluation
 
-    summary = run_evaluation(model, data, out, detector, flip=flip)
+    summary = run_evaluation(model, data, out, detector, flip=flip, zoom=zoom)
     if summary["failed"]:
         click.echo(f"skipped {summary['failed']} unreadable images (listed in metrics.json)", err=True)
     click.echo(f"accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro_f1']:.4f}) "
@@ -242,7 +245,8 @@ CLASSIFY_DETECTOR_OPT = click.option(
     help="Face detector for photos (mtcnn falls back to haar, then the whole image); none: inputs are crops.")
 
 
-def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None) -> None:
+def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None,
+              zoom: float | None) -> None:
     """Shared body of the classifier commands: one line (or JSON object) per image."""
     from facecmp.zoo import resolve_model
 
@@ -250,7 +254,7 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
     model_dir = resolve_model(model, task)
     from facecmp.classify import Classifier
 
-    results = Classifier(model_dir, task=task, flip=flip).predict_files(files, detector)
+    results = Classifier(model_dir, task=task, flip=flip, zoom=zoom).predict_files(files, detector)
     if as_json:
         import json
 
@@ -273,10 +277,11 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
 @CLASSIFY_DETECTOR_OPT
 @FLIP_OPT
+@ZOOM_OPT
 @friendly
-def mask(images, model, as_json, detector, flip) -> None:
+def mask(images, model, as_json, detector, flip, zoom) -> None:
     """Is the face wearing a mask? Prints label and probability per image."""
-    _classify("mask", images, model, as_json, detector, flip)
+    _classify("mask", images, model, as_json, detector, flip, zoom)
 
 
 @main.command()
@@ -286,10 +291,11 @@ def mask(images, model, as_json, detector, flip) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
 @CLASSIFY_DETECTOR_OPT
 @FLIP_OPT
+@ZOOM_OPT
 @friendly
-def expression(images, model, as_json, detector, flip) -> None:
+def expression(images, model, as_json, detector, flip, zoom) -> None:
     """The facial expression of each image: label and probability."""
-    _classify("expression", images, model, as_json, detector, flip)
+    _classify("expression", images, model, as_json, detector, flip, zoom)
 
 
 if __name__ == "__main__":

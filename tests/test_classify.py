@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,36 @@ def test_flip_averages_the_face_and_its_mirror(tiny_mask, tmp_path):
                                        "--detector", "none", "--flip", "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["flip"] is True
+
+
+def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
+    import cv2
+
+    from facecmp.classify import Classifier
+    from facecmp.preprocess import zoom_center
+
+    rng = np.random.default_rng(1)
+    crops = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
+    plain = Classifier(tiny_mask, flip=False)
+    assert plain.zoom == 1.0 and zoom_center(crops, 1.0) is crops
+    zoomed = Classifier(tiny_mask, flip=False, zoom=0.75, batch_size=2).probabilities(crops)
+    by_hand = np.stack([cv2.resize(c[4:28, 4:28], (32, 32), interpolation=cv2.INTER_LINEAR) for c in crops])
+    assert np.allclose(zoomed, plain.probabilities(by_hand), atol=1e-5)
+    assert not np.allclose(zoomed, plain.probabilities(crops), atol=1e-4)
+    assert zoom_center(crops[..., :1], 0.75).shape == (5, 32, 32, 1)  # gray crops keep their channel
+    # a bundled model carries its zoom; evaluate records the one it used; out of range is refused
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import bundle_model
+
+    assert bundle_model.main([str(tiny_mask), str(tmp_path / "z"), "--predict-zoom", "0.75"]) == 0
+    assert Classifier(tmp_path / "z").zoom == 0.75
+    assert bundle_model.main([str(tiny_mask), str(tmp_path / "bad"), "--predict-zoom", "0.2"]) == 2
+    test = tiny_mask.parent.parent / "data" / "test"
+    args = ["evaluate", "--model", str(tmp_path / "z"), "--data", str(test), "--detector", "none"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["zoom"] == 0.75
+    assert CliRunner().invoke(main, [*args, "--zoom", "0.3", "--out", str(tmp_path / "ev2")]).exit_code == 2
 
 
 def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch):

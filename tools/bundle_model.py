@@ -1,7 +1,7 @@
 """Copy a trained model directory into the package's zoo, with smaller weights.
 
     python tools/bundle_model.py outputs/id_arcface/model facecmp/zoo/identity [--dtype int4]
-        [--predict-flip]
+        [--predict-flip] [--predict-zoom 0.9]
 
 int4 (the default; 4- and 8-bit codes with float16 scales, see facecmp/quantize.py) makes a
 ResNet18 7.8 MB instead of 45 MB (float32) or 22 MB (float16); check the bundled copy
@@ -20,16 +20,22 @@ from facecmp.errors import FacecmpError
 from facecmp.modeldir import WEIGHT_DTYPES, load_net, read_meta, save_model
 
 
-def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None = None) -> None:
+def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None = None,
+           predict_zoom: float | None = None) -> None:
     """Write src's weights (in dtype) and meta.json into dst, replacing it but its card.
 
-    predict_flip sets a classifier's default test-time flip (image and mirror averaged).
+    predict_flip and predict_zoom set a classifier's default test-time flip (image and
+    mirror averaged) and zoom (the central fraction of each crop).
     """
+    if predict_zoom is not None and not 0.5 <= predict_zoom <= 1.0:
+        raise FacecmpError(f"--predict-zoom must be between 0.5 and 1, got {predict_zoom}")
     meta = read_meta(src)
     with_head = meta.get("task") != "identity"
     net, meta = load_net(src, with_head=with_head)
     if predict_flip is not None:
         meta["predict_flip"] = predict_flip
+    if predict_zoom is not None:
+        meta["predict_zoom"] = predict_zoom
     card = dst / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
     if dst.exists():
@@ -47,9 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=WEIGHT_DTYPES, default="int4", help="stored weights")
     ap.add_argument("--predict-flip", action=argparse.BooleanOptionalAction, default=None,
                     help="classifiers: average each face with its mirror by default")
+    ap.add_argument("--predict-zoom", type=float, default=None, metavar="FRACTION",
+                    help="classifiers: classify the central FRACTION of each crop by default")
     args = ap.parse_args(argv)
     try:
-        bundle(args.src, args.dst, dtype=args.dtype, predict_flip=args.predict_flip)
+        bundle(args.src, args.dst, dtype=args.dtype, predict_flip=args.predict_flip,
+               predict_zoom=args.predict_zoom)
     except FacecmpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
