@@ -36,16 +36,24 @@ class Classifier:
     """A model directory with a classifier head, run on batches of face crops."""
 
     def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
-                 flip: bool | None = None, zoom: float | None = None) -> None:
-        from facecmp.modeldir import load_net, read_meta
+                 flip: bool | None = None, zoom: float | None = None, fast: bool = True) -> None:
+        from facecmp.modeldir import HEAD, load_net, read_meta
 
         self.model_dir = Path(model_dir)
-        meta = read_meta(model_dir)
-        if not meta.get("classes"):
+        self.meta = read_meta(model_dir)
+        if not self.meta.get("classes"):
             raise FacecmpError(f"{model_dir} is not a classifier model (no classes in its meta.json)")
-        if task is not None and meta.get("task") != task:
-            raise FacecmpError(f"{model_dir} is a {meta.get('task')} model, not a {task} model")
-        self.net, self.meta = load_net(model_dir, with_head=True)
+        if task is not None and self.meta.get("task") != task:
+            raise FacecmpError(f"{model_dir} is a {self.meta.get('task')} model, not a {task} model")
+        if not (self.model_dir / HEAD).is_file():
+            raise FacecmpError(f"{model_dir} has no {HEAD}")
+        self.net = self.predictor = None
+        if fast:
+            from facecmp.inference import fast_predictor
+
+            self.predictor = fast_predictor(self.model_dir, with_head=True)
+        if self.predictor is None:
+            self.net, self.meta = load_net(model_dir, with_head=True)
         self.classes: list[str] = list(self.meta["classes"])
         self.batch_size = batch_size
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
@@ -55,13 +63,18 @@ class Classifier:
         if not 0.5 <= self.zoom <= 1.0:
             raise FacecmpError(f"zoom must be between 0.5 and 1, got {self.zoom}")
 
-    def probabilities(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        if self.predictor is not None:
+            return self.predictor(x)
         import paddle
 
         with paddle.no_grad():
-            out = run_batches(lambda x: softmax(self.net(paddle.to_tensor(x)).numpy()), crops, self.meta,
-                              self.batch_size, self.flip, self.zoom)
+            return self.net(paddle.to_tensor(x)).numpy()
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
+        out = run_batches(lambda x: softmax(self._logits(x)), crops, self.meta, self.batch_size,
+                          self.flip, self.zoom)
         if not out:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)

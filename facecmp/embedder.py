@@ -37,7 +37,9 @@ class Embedder:
         self.batch_size = batch_size
         self.net = self.predictor = None
         if fast:
-            self.predictor = _fast_predictor(self.model_dir)
+            from facecmp.inference import fast_predictor
+
+            self.predictor = fast_predictor(self.model_dir)
         if self.predictor is None:
             from facecmp.modeldir import load_net
 
@@ -79,20 +81,6 @@ class Embedder:
         vectors = np.zeros((len(names), int(self.meta["embedding_size"])), np.float32)
         vectors[ok] = self.embed_crops(crops[ok])
         return Embedded(names, vectors, ok, errors, faces)
-
-
-def _fast_predictor(model_dir: Path):
-    """The paddle.inference predictor for a model, or None where that path is unavailable."""
-    from facecmp.inference import Predictor, exported_model
-
-    try:
-        return Predictor(exported_model(model_dir))
-    except FacecmpError:
-        raise
-    except Exception as exc:  # no oneDNN, read-only disk, ...: the plain forward still works
-        print(f"note: fast inference unavailable ({type(exc).__name__}); using the plain forward pass",
-              file=sys.stderr)
-        return None
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The fast inference path: the backbone exported with paddle.jit.save, run by paddle.inference.
+"""The fast inference path: the backbone (and, for classifiers, its head) exported with
+paddle.jit.save, run by paddle.inference.
 
 The export is cached beside the weights (or in the user cache when the model directory is
 read-only, as for the bundled model in site-packages) and rebuilt when the weights change.
@@ -10,23 +11,27 @@ import copy
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from facecmp.datasets import cache_dir
-from facecmp.modeldir import BACKBONE
+from facecmp.errors import FacecmpError
+from facecmp.modeldir import BACKBONE, HEAD
 from facecmp.runtime import cpu_count, import_paddle
 
-EXPORT_DIR = "inference"
-EXPORT_VERSION = "2"  # bump when the export itself changes, so old exports are rebuilt
+EXPORT_DIRS = {False: "inference", True: "inference-classifier"}  # by with_head
+EXPORT_VERSION = "3"  # bump when the export itself changes, so old exports are rebuilt
 
 
-def _stamp(model_dir: Path) -> str:
-    st = (model_dir / BACKBONE).stat()
-    meta = (model_dir / "meta.json").read_bytes()
-    key = f"{EXPORT_VERSION}|{st.st_size}|{st.st_mtime_ns}|".encode() + meta
+def _stamp(model_dir: Path, with_head: bool) -> str:
+    key = f"{EXPORT_VERSION}|{with_head}|".encode()
+    for name in (BACKBONE, HEAD) if with_head else (BACKBONE,):
+        st = (model_dir / name).stat()
+        key += f"{name}|{st.st_size}|{st.st_mtime_ns}|".encode()
+    key += (model_dir / "meta.json").read_bytes()
     return hashlib.sha1(key).hexdigest()[:16]
 
 
@@ -71,16 +76,45 @@ def fold_batch_norms(layer) -> int:
     return count
 
 
-def _export_to(net, meta: dict, target: Path) -> None:
+def _leaky_relus_as_max(layer) -> int:
+    """Replace every LeakyReLU (slope < 1) with max(x, slope * x), the same function.
+
+    paddle.inference 3.3 crashes (a segfault in conv_activation_mkldnn_fuse_pass) on an
+    exported convolution followed by leaky_relu, as in the mask model. Returns how many.
+    """
+    nn = import_paddle().nn
+
+    class MaxLeaky(nn.Layer):
+        def __init__(self, slope: float) -> None:
+            super().__init__()
+            self.slope = slope
+
+        def forward(self, x):  # noqa: D102
+            return import_paddle().maximum(x, x * self.slope)
+
+    count = 0
+    for name, child in layer.named_children():
+        if isinstance(child, nn.LeakyReLU) and child._negative_slope <= 1:
+            setattr(layer, name, MaxLeaky(float(child._negative_slope)))
+            count += 1
+        else:
+            count += _leaky_relus_as_max(child)
+    return count
+
+
+def _export_to(net, meta: dict, target: Path, with_head: bool) -> None:
     paddle = import_paddle()
     size = int(meta["input_size"])
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
     backbone = copy.deepcopy(net.backbone)
     backbone.eval()
     fold_batch_norms(backbone)
+    _leaky_relus_as_max(backbone)
+    # a classifier exports backbone then head (its logits); dropout is off at inference anyway
+    layer = paddle.nn.Sequential(backbone, net.head) if with_head else backbone
     tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
     try:
-        paddle.jit.save(backbone, str(tmp / "backbone"), input_spec=spec)
+        paddle.jit.save(layer, str(tmp / "backbone"), input_spec=spec)
         tmp.chmod(0o755)  # mkdtemp makes it private; the export is as readable as the weights
         if target.exists():
             shutil.rmtree(target)
@@ -89,19 +123,21 @@ def _export_to(net, meta: dict, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def exported_model(model_dir: Path) -> Path:
-    """The directory holding the exported backbone for model_dir, exporting it if stale."""
-    stamp = _stamp(model_dir)
-    for base in (model_dir / EXPORT_DIR, cache_dir() / "export" / stamp):
+def exported_model(model_dir: Path, with_head: bool = False) -> Path:
+    """The directory holding model_dir's exported backbone (with_head: backbone + head,
+    giving logits), exporting it if stale."""
+    stamp = _stamp(model_dir, with_head)
+    places = (model_dir / EXPORT_DIRS[with_head], cache_dir() / "export" / stamp)
+    for base in places:
         if (base / "stamp").is_file() and (base / "stamp").read_text() == stamp:
             return base
     from facecmp.modeldir import load_net
 
-    net, meta = load_net(model_dir)
-    for base in (model_dir / EXPORT_DIR, cache_dir() / "export" / stamp):
+    net, meta = load_net(model_dir, with_head=with_head)
+    for base in places:
         try:
             base.parent.mkdir(parents=True, exist_ok=True)
-            _export_to(net, meta, base)
+            _export_to(net, meta, base, with_head)
             (base / "stamp").write_text(stamp)
             return base
         except OSError:
@@ -129,8 +165,20 @@ class Predictor:
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """N x 3 x S x S float32 -> N x 512 embeddings."""
+        """N x 3 x S x S float32 -> N x 512 embeddings (N x classes logits for a classifier)."""
         self.input.reshape(list(x.shape))
         self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
         self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+def fast_predictor(model_dir: Path, with_head: bool = False) -> Predictor | None:
+    """The paddle.inference predictor for a model, or None where that path is unavailable."""
+    try:
+        return Predictor(exported_model(model_dir, with_head))
+    except FacecmpError:
+        raise
+    except Exception as exc:  # no oneDNN, read-only disk, ...: the plain forward still works
+        print(f"note: fast inference unavailable ({type(exc).__name__}); using the plain forward pass",
+              file=sys.stderr)
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from facecmp.embedder import Embedder
 
@@ -26,3 +27,23 @@ def test_export_is_rebuilt_when_weights_change(tiny_model):
     (tiny_model / "backbone.pdparams").touch()
     second = exported_model(tiny_model)
     assert (second / "stamp").read_text() != stamp
+
+
+@pytest.mark.parametrize("fixture", ["tiny_mask", "tiny_expr"])
+def test_classifier_fast_path_matches_plain_forward(fixture, request):
+    from facecmp.classify import Classifier
+
+    model = request.getfixturevalue(fixture)
+    size = Classifier(model, fast=False).meta["input_size"]
+    crops = np.random.default_rng(0).integers(0, 256, (7, size, size, 3), dtype=np.uint8)
+    fast = Classifier(model, flip=True, fast=True, batch_size=4)
+    plain = Classifier(model, flip=True, fast=False, batch_size=4)
+    assert fast.predictor is not None and plain.net is not None
+    a, b = fast.probabilities(crops), plain.probabilities(crops)
+    assert np.abs(a - b).max() <= 1e-4 and np.allclose(a.sum(axis=1), 1)
+    assert (model / "inference-classifier" / "stamp").is_file()
+    # the head is part of the export: new head weights give a new export
+    stamp = (model / "inference-classifier" / "stamp").read_text()
+    (model / "head.pdparams").touch()
+    Classifier(model, fast=True)
+    assert (model / "inference-classifier" / "stamp").read_text() != stamp
