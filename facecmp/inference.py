@@ -77,7 +77,7 @@ def fold_batch_norms(layer) -> int:
 
 
 def _leaky_relus_as_max(layer) -> int:
-    """Replace every LeakyReLU (slope < 1) with max(x, slope * x), the same function.
+    """Replace every LeakyReLU of slope at most 1 with max(x, slope * x), the same function.
 
     paddle.inference 3.3 crashes (a segfault in conv_activation_mkldnn_fuse_pass) on an
     exported convolution followed by leaky_relu, as in the mask model. Returns how many.
