@@ -128,13 +128,15 @@ class RunCallback(paddle.callbacks.Callback):
         st["epoch"] += 1
         st["rows"].append(row)
         score = row.get("val_acc") if self.has_val else row["acc"]
+        meta, with_head = {**self.meta, "epochs_trained": st["epoch"]}, self.cfg.task != "identity"
         if score is not None and score > st.get("best", -1.0):
             st.update(best=score, best_epoch=st["epoch"], wait=0)
-            modeldir.save_model(self.run_dir / "model", self.model.network,
-                                {**self.meta, "epochs_trained": st["epoch"]},
-                                with_head=self.cfg.task != "identity")
+            modeldir.save_model(self.run_dir / "model", self.model.network, meta, with_head=with_head)
         else:
             st["wait"] = st.get("wait", 0) + 1
+        if self.cfg.train.keep_epochs:  # e.g. to average the last epochs (tools/average_weights.py)
+            modeldir.save_model(self.run_dir / "epochs" / f"{st['epoch']:02d}", self.model.network, meta,
+                                with_head=with_head)
         runlog.save_checkpoint(self.model, self.run_dir, st)
         runlog.write_log(st["rows"], self.run_dir / "log.csv")
         plots.training_curves(st["rows"], self.run_dir / "curves.png")  # kept current if interrupted

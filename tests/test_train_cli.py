@@ -166,3 +166,23 @@ def test_init_restarts_a_classifier_head_only_over_the_same_classes(tiny_mask):
                                     "--out", str(tiny_mask.parent.parent / "warm")])
     assert res.exit_code == 0, res.output
     assert "head starts from" in res.output
+
+
+def test_keep_epochs_saves_every_epochs_weights_as_a_model(tmp_path):
+    import numpy as np
+
+    from facecmp.modeldir import load_net
+
+    root = tmp_path / "data"
+    for split, n in (("train", 8), ("validation", 3)):
+        make_class_tree(root / split, classes=2, per_class=n, size=32)
+    (tmp_path / "cfg.yaml").write_text("data: {input_size: 32}\ntrain: {keep_epochs: true, patience: 0}\n")
+    res = CliRunner().invoke(main, ["train", "--task", "mask", "--data", str(root), "--epochs", "2",
+                                    "--batch-size", "8", "--config", str(tmp_path / "cfg.yaml"),
+                                    "--out", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["01", "02"]
+    (one, m1), (two, m2) = (load_net(tmp_path / "run" / "epochs" / e, with_head=True) for e in ("01", "02"))
+    assert (m1["epochs_trained"], m2["epochs_trained"]) == (1, 2)
+    w1, w2 = one.head.state_dict()["fc.weight"].numpy(), two.head.state_dict()["fc.weight"].numpy()
+    assert not np.allclose(w1, w2)
