@@ -12,7 +12,7 @@ import numpy as np
 from facecmp.detect import DETECTORS
 from facecmp.errors import FacecmpError, NoFaceError
 from facecmp.images import load_rgb
-from facecmp.preprocess import FaceCrop, crop_face, run_batches
+from facecmp.preprocess import FaceCrop, check_zoom, crop_face, run_batches
 
 # Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
 # and FER2013 crops: Haar boxes are about 0.75x). A model's box scale is chosen for its own
@@ -59,9 +59,7 @@ class Classifier:
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
         self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
         # test-time zoom: the central fraction of each crop (preprocess.zoom_center), per model by default
-        self.zoom = float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom
-        if not 0.5 <= self.zoom <= 1.0:
-            raise FacecmpError(f"zoom must be between 0.5 and 1, got {self.zoom}")
+        self.zoom = check_zoom(float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom)
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         if self.predictor is not None:

@@ -100,8 +100,9 @@ DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "n
                             help="Override the model's crop convention (none: inputs are crops).")
 FLIP_OPT = click.option("--flip/--no-flip", default=None,
                         help="Average with the mirrored face (default: per model).")
-ZOOM_OPT = click.option("--zoom", type=click.FloatRange(0.5, 1.0), default=None, metavar="FRACTION",
-                        help="Classify the central FRACTION of each face crop, resized back (default: per model).")
+ZOOM_OPT = click.option("--zoom", type=float, default=None, metavar="FRACTION",
+                        help="Classify the central FRACTION (0.5-1) of each face crop, resized back "
+                             "(default: per model).")
 
 
 @main.command()

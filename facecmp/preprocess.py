@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from facecmp.errors import FacecmpError
 from facecmp.images import load_rgb
 
 
@@ -116,6 +117,13 @@ def to_tensor_batch(crops: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     mean = np.asarray(meta["mean"], dtype=np.float32)
     std = np.asarray(meta["std"], dtype=np.float32)
     return np.ascontiguousarray(((x - mean) / std).transpose(0, 3, 1, 2))
+
+
+def check_zoom(fraction: float) -> float:
+    """A test-time zoom fraction, refused unless between 0.5 and 1."""
+    if not 0.5 <= fraction <= 1.0:
+        raise FacecmpError(f"zoom must be between 0.5 and 1, got {fraction}")
+    return fraction
 
 
 def zoom_center(crops: np.ndarray, fraction: float) -> np.ndarray:

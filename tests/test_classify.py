@@ -116,7 +116,8 @@ def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ev")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["zoom"] == 0.75
-    assert CliRunner().invoke(main, [*args, "--zoom", "0.3", "--out", str(tmp_path / "ev2")]).exit_code == 2
+    refused = CliRunner().invoke(main, [*args, "--zoom", "0.3", "--out", str(tmp_path / "ev2")])
+    assert refused.exit_code == 2 and "zoom must be between 0.5 and 1" in refused.output
 
 
 def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from facecmp.errors import FacecmpError
 from facecmp.modeldir import WEIGHT_DTYPES, load_net, read_meta, save_model
+from facecmp.preprocess import check_zoom
 
 
 def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None = None,
@@ -27,8 +28,8 @@ def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None 
     predict_flip and predict_zoom set a classifier's default test-time flip (image and
     mirror averaged) and zoom (the central fraction of each crop).
     """
-    if predict_zoom is not None and not 0.5 <= predict_zoom <= 1.0:
-        raise FacecmpError(f"--predict-zoom must be between 0.5 and 1, got {predict_zoom}")
+    if predict_zoom is not None:
+        check_zoom(predict_zoom)
     meta = read_meta(src)
     with_head = meta.get("task") != "identity"
     net, meta = load_net(src, with_head=with_head)
