@@ -37,7 +37,8 @@ class Classifier:
 
     def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
                  flip: bool | None = None, zoom: float | None = None, fast: bool = True) -> None:
-        from facecmp.modeldir import HEAD, load_net, read_meta
+        from facecmp.inference import ModelRunner
+        from facecmp.modeldir import HEAD, read_meta
 
         self.model_dir = Path(model_dir)
         self.meta = read_meta(model_dir)
@@ -47,31 +48,17 @@ class Classifier:
             raise FacecmpError(f"{model_dir} is a {self.meta.get('task')} model, not a {task} model")
         if not (self.model_dir / HEAD).is_file():
             raise FacecmpError(f"{model_dir} has no {HEAD}")
-        self.net = self.predictor = None
-        if fast:
-            from facecmp.inference import fast_predictor
-
-            self.predictor = fast_predictor(self.model_dir, with_head=True)
-        if self.predictor is None:
-            self.net, self.meta = load_net(model_dir, with_head=True)
         self.classes: list[str] = list(self.meta["classes"])
         self.batch_size = batch_size
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
         self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
         # test-time zoom: the central fraction of each crop (preprocess.zoom_center), per model by default
         self.zoom = check_zoom(float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom)
-
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        if self.predictor is not None:
-            return self.predictor(x)
-        import paddle
-
-        with paddle.no_grad():
-            return self.net(paddle.to_tensor(x)).numpy()
+        self.runner = ModelRunner(self.model_dir, with_head=True, fast=fast)
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
-        out = run_batches(lambda x: softmax(self._logits(x)), crops, self.meta, self.batch_size,
+        out = run_batches(lambda x: softmax(self.runner(x)), crops, self.meta, self.batch_size,
                           self.flip, self.zoom)
         if not out:
             return np.zeros((0, len(self.classes)))

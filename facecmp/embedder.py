@@ -29,33 +29,18 @@ class Embedder:
 
     def __init__(self, model_dir: str | Path, flip: bool | None = None, batch_size: int = 64,
                  fast: bool = True):
+        from facecmp.inference import ModelRunner
         from facecmp.modeldir import read_meta
 
         self.model_dir = Path(model_dir)
         self.meta = read_meta(model_dir)
         self.flip = bool(self.meta.get("embed_flip", False)) if flip is None else flip
         self.batch_size = batch_size
-        self.net = self.predictor = None
-        if fast:
-            from facecmp.inference import fast_predictor
-
-            self.predictor = fast_predictor(self.model_dir)
-        if self.predictor is None:
-            from facecmp.modeldir import load_net
-
-            self.net, self.meta = load_net(model_dir)
-
-    def _forward(self, x: np.ndarray) -> np.ndarray:
-        if self.predictor is not None:
-            return self.predictor(x)
-        import paddle
-
-        with paddle.no_grad():
-            return self.net.backbone(paddle.to_tensor(x)).numpy()
+        self.runner = ModelRunner(self.model_dir, fast=fast)
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x 512 embeddings (flip-averaged if enabled)."""
-        out = run_batches(self._forward, crops, self.meta, self.batch_size, self.flip)
+        out = run_batches(self.runner, crops, self.meta, self.batch_size, self.flip)
         dim = int(self.meta["embedding_size"])
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 

@@ -182,3 +182,26 @@ def fast_predictor(model_dir: Path, with_head: bool = False) -> Predictor | None
         print(f"note: fast inference unavailable ({type(exc).__name__}); using the plain forward pass",
               file=sys.stderr)
         return None
+
+
+class ModelRunner:
+    """A model directory's network as a numpy function: the backbone (embeddings) or, with
+    with_head, backbone + head (logits); the fast path where available, else the plain forward."""
+
+    def __init__(self, model_dir: Path, with_head: bool = False, fast: bool = True) -> None:
+        self.with_head = with_head
+        self.predictor = fast_predictor(model_dir, with_head) if fast else None
+        self.net = None
+        if self.predictor is None:
+            from facecmp.modeldir import load_net
+
+            self.net, _ = load_net(model_dir, with_head=with_head)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """N x 3 x S x S float32 network input -> N x 512 embeddings (N x classes logits)."""
+        if self.predictor is not None:
+            return self.predictor(x)
+        paddle = import_paddle()
+        with paddle.no_grad():
+            layer = self.net if self.with_head else self.net.backbone
+            return layer(paddle.to_tensor(x)).numpy()

@@ -12,7 +12,7 @@ def test_fast_path_matches_plain_forward(tiny_model):
     crops = np.random.default_rng(0).integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
     fast = Embedder(tiny_model, flip=True, fast=True)
     plain = Embedder(tiny_model, flip=True, fast=False)
-    assert fast.predictor is not None and plain.net is not None
+    assert fast.runner.predictor is not None and plain.runner.net is not None
     a, b = fast.embed_crops(crops), plain.embed_crops(crops)
     scale = np.abs(b).max()
     assert np.abs(a - b).max() <= 1e-4 * max(1.0, scale)
@@ -38,7 +38,7 @@ def test_classifier_fast_path_matches_plain_forward(fixture, request):
     crops = np.random.default_rng(0).integers(0, 256, (7, size, size, 3), dtype=np.uint8)
     fast = Classifier(model, flip=True, fast=True, batch_size=4)
     plain = Classifier(model, flip=True, fast=False, batch_size=4)
-    assert fast.predictor is not None and plain.net is not None
+    assert fast.runner.predictor is not None and plain.runner.net is not None
     a, b = fast.probabilities(crops), plain.probabilities(crops)
     assert np.abs(a - b).max() <= 1e-4 and np.allclose(a.sum(axis=1), 1)
     assert (model / "inference-classifier" / "stamp").is_file()

@@ -241,7 +241,7 @@ def measure_networks(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
             ours[f"embed_{kind}"] = embed_ips(embedder.embed_crops, sets[f"embed_{kind}"], n["reps"])
         rounds.append({"facecmp": ours, "torch": run_torch(sets, meta, {**n, "classes": len(names)}, tmp)})
     res = {"classes": len(names), "train_images": len(files), "embed_images": n["embed"],
-           "fast_path": embedder.predictor is not None, "rounds": rounds}
+           "fast_path": embedder.runner.predictor is not None, "rounds": rounds}
     res.update({k: statistics.median(r["facecmp"][k] for r in rounds) for k in NET_KEYS})
     failed = next((r["torch"] for r in rounds if "error" in r["torch"]), None)
     if failed:
