@@ -1,6 +1,7 @@
 """Average the weights of several models of one architecture and task (a "model soup").
 
-    python tools/average_weights.py outputs/expr_r4/epoch6 outputs/expr_r4/epoch8 --out outputs/expr_soup
+    python tools/average_weights.py outputs/expr_r4/epochs/06 outputs/expr_r4/epochs/07 \
+        outputs/expr_r4/epochs/08 --out outputs/expr_soup
 
 Models fine-tuned one from another (or epochs of one run) stay close enough in weight space
 that their average is a model too, often better than each; batch-norm statistics are

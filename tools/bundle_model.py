@@ -28,15 +28,13 @@ def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None 
     predict_flip and predict_zoom set a classifier's default test-time flip (image and
     mirror averaged) and zoom (the central fraction of each crop).
     """
-    if predict_zoom is not None:
-        check_zoom(predict_zoom)
     meta = read_meta(src)
     with_head = meta.get("task") != "identity"
     net, meta = load_net(src, with_head=with_head)
     if predict_flip is not None:
         meta["predict_flip"] = predict_flip
     if predict_zoom is not None:
-        meta["predict_zoom"] = predict_zoom
+        meta["predict_zoom"] = check_zoom(predict_zoom)
     card = dst / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
     if dst.exists():
