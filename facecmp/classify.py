@@ -12,7 +12,7 @@ import numpy as np
 from facecmp.detect import DETECTORS
 from facecmp.errors import FacecmpError, NoFaceError
 from facecmp.images import load_rgb
-from facecmp.preprocess import FaceCrop, check_zoom, crop_face, run_batches
+from facecmp.preprocess import FaceCrop, check_views, check_zoom, crop_face, run_batches
 
 # Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
 # and FER2013 crops: Haar boxes are about 0.75x). A model's box scale is chosen for its own
@@ -36,7 +36,8 @@ class Classifier:
     """A model directory with a classifier head, run on batches of face crops."""
 
     def __init__(self, model_dir: str | Path, task: str | None = None, batch_size: int = 64,
-                 flip: bool | None = None, zoom: float | None = None, fast: bool = True) -> None:
+                 flip: bool | None = None, zoom: float | None = None, crops: int | None = None,
+                 fast: bool = True) -> None:
         from facecmp.inference import ModelRunner
         from facecmp.modeldir import HEAD, read_meta
 
@@ -54,12 +55,14 @@ class Classifier:
         self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
         # test-time zoom: the central fraction of each crop (preprocess.zoom_center), per model by default
         self.zoom = check_zoom(float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom)
+        # test-time crops: 1 (the central square) or 5 (and the four corner squares), per model by default
+        self.crops = check_views(int(self.meta.get("predict_crops", 1)) if crops is None else crops, self.zoom)
         self.runner = ModelRunner(self.model_dir, with_head=True, fast=fast)
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x classes softmax probabilities."""
         out = run_batches(lambda x: softmax(self.runner(x)), crops, self.meta, self.batch_size,
-                          self.flip, self.zoom)
+                          self.flip, self.zoom, self.crops)
         if not out:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)

@@ -103,6 +103,9 @@ FLIP_OPT = click.option("--flip/--no-flip", default=None,
 ZOOM_OPT = click.option("--zoom", type=float, default=None, metavar="FRACTION",
                         help="Classify the central FRACTION (0.5-1) of each face crop, resized back "
                              "(default: per model).")
+CROPS_OPT = click.option("--crops", type=click.Choice(["1", "5"]), default=None,
+                         help="Test-time crops of the zoomed size: 1 central, or 5 (central and the "
+                              "four corners), averaged (default: per model).")
 
 
 @main.command()
@@ -228,12 +231,14 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
 @DETECTOR_OPT
 @FLIP_OPT
 @ZOOM_OPT
+@CROPS_OPT
 @friendly
-def evaluate(model, data, out, detector, flip, zoom) -> None:
+def evaluate(model, data, out, detector, flip, zoom, crops) -> None:
     """Accuracy, per-class metrics, confusion matrix and misclassified images of a classifier."""
     from facecmp.evaluate import evaluate as run_evaluation
 
-    summary = run_evaluation(model, data, out, detector, flip=flip, zoom=zoom)
+    summary = run_evaluation(model, data, out, detector, flip=flip, zoom=zoom,
+                             crops=None if crops is None else int(crops))
     if summary["failed"]:
         click.echo(f"skipped {summary['failed']} unreadable images (listed in metrics.json)", err=True)
     click.echo(f"accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro_f1']:.4f}) "
@@ -247,7 +252,7 @@ CLASSIFY_DETECTOR_OPT = click.option(
 
 
 def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None,
-              zoom: float | None) -> None:
+              zoom: float | None, crops: str | None) -> None:
     """Shared body of the classifier commands: one line (or JSON object) per image."""
     from facecmp.zoo import resolve_model
 
@@ -255,7 +260,8 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
     model_dir = resolve_model(model, task)
     from facecmp.classify import Classifier
 
-    results = Classifier(model_dir, task=task, flip=flip, zoom=zoom).predict_files(files, detector)
+    clf = Classifier(model_dir, task=task, flip=flip, zoom=zoom, crops=None if crops is None else int(crops))
+    results = clf.predict_files(files, detector)
     if as_json:
         import json
 
@@ -279,10 +285,11 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
 @CLASSIFY_DETECTOR_OPT
 @FLIP_OPT
 @ZOOM_OPT
+@CROPS_OPT
 @friendly
-def mask(images, model, as_json, detector, flip, zoom) -> None:
+def mask(images, model, as_json, detector, flip, zoom, crops) -> None:
     """Is the face wearing a mask? Prints label and probability per image."""
-    _classify("mask", images, model, as_json, detector, flip, zoom)
+    _classify("mask", images, model, as_json, detector, flip, zoom, crops)
 
 
 @main.command()
@@ -293,10 +300,11 @@ def mask(images, model, as_json, detector, flip, zoom) -> None:
 @CLASSIFY_DETECTOR_OPT
 @FLIP_OPT
 @ZOOM_OPT
+@CROPS_OPT
 @friendly
-def expression(images, model, as_json, detector, flip, zoom) -> None:
+def expression(images, model, as_json, detector, flip, zoom, crops) -> None:
     """The facial expression of each image: label and probability."""
-    _classify("expression", images, model, as_json, detector, flip, zoom)
+    _classify("expression", images, model, as_json, detector, flip, zoom, crops)
 
 
 if __name__ == "__main__":

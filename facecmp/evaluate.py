@@ -89,11 +89,12 @@ def _keep_sample(sample: list, item: Any, seen: int, rng: np.random.Generator) -
 
 def evaluate(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
              detector: str | None = None, progress: bool | None = None,
-             flip: bool | None = None, zoom: float | None = None) -> dict[str, Any]:
+             flip: bool | None = None, zoom: float | None = None,
+             crops: int | None = None) -> dict[str, Any]:
     """Classify every image of data_dir/<class>/*, write metrics and figures to out_dir."""
     from facecmp.classify import Classifier
 
-    clf = Classifier(model_dir, flip=flip, zoom=zoom)
+    clf = Classifier(model_dir, flip=flip, zoom=zoom, crops=crops)
     paths, labels = scan_labelled(data_dir, clf.classes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +116,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
     cm = confusion_matrix(np.asarray(true), np.asarray(pred), len(clf.classes))
     summary = {**classification_metrics(cm, clf.classes), "failed": len(failed),
                "failures": failed[:100], "model": str(model_dir), "data": str(data_dir),
-               "detector": detector, "flip": clf.flip, "zoom": clf.zoom}
+               "detector": detector, "flip": clf.flip, "zoom": clf.zoom,
+               "crops": clf.crops}
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n")
     write_confusion_csv(cm, clf.classes, out_dir / "confusion.csv")
     plots.confusion_matrix(cm, clf.classes, out_dir / "confusion.png",

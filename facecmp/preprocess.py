@@ -126,36 +126,54 @@ def check_zoom(fraction: float) -> float:
     return fraction
 
 
-def zoom_center(crops: np.ndarray, fraction: float) -> np.ndarray:
-    """Each uint8 N x S x S x C crop's central square of side `fraction`, resized back to S.
+def check_views(views: int, zoom: float) -> int:
+    """A test-time view count: 1 (the central square) or 5 (it and the four corner squares)."""
+    if views not in (1, 5):
+        raise FacecmpError(f"crops must be 1 or 5, got {views}")
+    if views == 5 and zoom >= 1.0:
+        raise FacecmpError("5 crops need a zoom below 1 (the corner squares of a whole crop are the crop)")
+    return views
 
-    A test-time zoom for heads trained on random resized crops, which saw faces mostly
-    closer than the whole crop; fraction 1 returns the crops unchanged.
+
+def zoom_views(crops: np.ndarray, fraction: float, views: int = 1) -> list[np.ndarray]:
+    """Squares of side `fraction` of each uint8 N x S x S x C crop, each resized back to S.
+
+    views=1 gives the central square; views=5 the central and the four corner squares (the
+    "ten-crop" test of image classifiers, with the flip). A test-time zoom for heads trained
+    on random resized crops, which saw faces mostly closer than the whole crop; fraction 1
+    with one view returns the crops unchanged.
     """
     if fraction >= 1.0 or len(crops) == 0:
-        return crops
+        return [crops]
     size = crops.shape[1]
     side = max(2, int(round(size * fraction)))
-    off = (size - side) // 2
-    zoomed = [cv2.resize(c[off : off + side, off : off + side], (size, size), interpolation=cv2.INTER_LINEAR)
-              for c in crops]
-    return np.stack(zoomed).reshape(crops.shape)
+    mid, far = (size - side) // 2, size - side
+    corners = [(mid, mid)] + ([(0, 0), (0, far), (far, 0), (far, far)] if views == 5 else [])
+    return [np.stack([cv2.resize(c[top : top + side, left : left + side], (size, size),
+                                 interpolation=cv2.INTER_LINEAR) for c in crops]).reshape(crops.shape)
+            for top, left in corners]
+
+
+def zoom_center(crops: np.ndarray, fraction: float) -> np.ndarray:
+    """Each crop's central square of side `fraction`, resized back (zoom_views' first view)."""
+    return zoom_views(crops, fraction)[0]
 
 
 def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, meta: dict[str, Any],
-                batch_size: int, flip: bool, zoom: float = 1.0) -> list[np.ndarray]:
+                batch_size: int, flip: bool, zoom: float = 1.0, views: int = 1) -> list[np.ndarray]:
     """forward() over crops in batches of network input; one output array per batch.
 
-    Test-time augmentation: with flip, each face and its mirror go through one forward
-    pass and their outputs are averaged; zoom < 1 first keeps that central fraction of
-    each crop (zoom_center).
+    Test-time augmentation: zoom < 1 keeps that central fraction of each crop, and with
+    views=5 also the four corner squares of that size (zoom_views); with flip, each view's
+    mirror is added. All views of a batch go through one forward pass and their outputs
+    are averaged.
     """
     out = []
     for i in range(0, len(crops), batch_size):
-        x = to_tensor_batch(zoom_center(crops[i : i + batch_size], zoom), meta)
+        xs = [to_tensor_batch(v, meta) for v in zoom_views(crops[i : i + batch_size], zoom, views)]
         if flip:
-            both = forward(np.ascontiguousarray(np.concatenate([x, x[..., ::-1]])))
-            out.append((both[: len(x)] + both[len(x) :]) / 2)
-        else:
-            out.append(forward(x))
+            xs += [x[..., ::-1] for x in xs]
+        n = len(xs[0])
+        y = forward(np.ascontiguousarray(np.concatenate(xs)) if len(xs) > 1 else xs[0])
+        out.append(y.reshape(len(xs), n, *y.shape[1:]).mean(axis=0))
     return out

@@ -155,3 +155,40 @@ def test_expression_on_a_whole_lfw_photo(tiny_expr):
     assert out["box"] is not None and out["note"] is None  # MTCNN finds the LFW face itself
     meta = json.loads((tiny_expr / "meta.json").read_text())
     assert (meta["arch"], meta["color"], meta["input_size"]) == ("attention_resnet", "gray", 48)
+
+
+def test_five_crops_average_the_central_and_corner_squares(tiny_mask, tmp_path):
+    import cv2
+
+    from facecmp.classify import Classifier
+    from facecmp.errors import FacecmpError
+
+    rng = np.random.default_rng(2)
+    crops = rng.integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    five = Classifier(tiny_mask, flip=True, zoom=0.75, crops=5, batch_size=2).probabilities(crops)
+    plain = Classifier(tiny_mask, flip=False)
+    views = [np.stack([cv2.resize(c[t : t + 24, l : l + 24], (32, 32), interpolation=cv2.INTER_LINEAR)
+                       for c in crops]) for t, l in [(4, 4), (0, 0), (0, 8), (8, 0), (8, 8)]]
+    views += [v[:, :, ::-1] for v in views]
+    by_hand = np.mean([plain.probabilities(np.ascontiguousarray(v)) for v in views], axis=0)
+    assert np.allclose(five, by_hand, atol=1e-5)
+    assert np.allclose(five.sum(axis=1), 1.0)
+    centre = Classifier(tiny_mask, flip=True, zoom=0.75, crops=1).probabilities(crops)
+    assert not np.allclose(five, centre, atol=1e-4)
+    with pytest.raises(FacecmpError, match="5 crops need a zoom below 1"):
+        Classifier(tiny_mask, zoom=1.0, crops=5)
+    # bundled default; evaluate records it; the CLI refuses 5 crops of a whole crop in one line
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import bundle_model
+
+    args = [str(tiny_mask), str(tmp_path / "z"), "--predict-zoom", "0.75", "--predict-crops", "5"]
+    assert bundle_model.main(args) == 0
+    assert Classifier(tmp_path / "z").crops == 5
+    assert bundle_model.main([str(tiny_mask), str(tmp_path / "bad"), "--predict-crops", "5"]) == 2
+    test = tiny_mask.parent.parent / "data" / "test"
+    ev = ["evaluate", "--model", str(tmp_path / "z"), "--data", str(test), "--detector", "none"]
+    result = CliRunner().invoke(main, [*ev, "--out", str(tmp_path / "ev")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["crops"] == 5
+    refused = CliRunner().invoke(main, [*ev, "--zoom", "1", "--out", str(tmp_path / "ev2")])
+    assert refused.exit_code == 2 and "5 crops need a zoom below 1" in refused.output

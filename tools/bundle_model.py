@@ -1,7 +1,7 @@
 """Copy a trained model directory into the package's zoo, with smaller weights.
 
     python tools/bundle_model.py outputs/id_arcface/model facecmp/zoo/identity [--dtype int4]
-        [--predict-flip] [--predict-zoom 0.9]
+        [--predict-flip] [--predict-zoom 0.9] [--predict-crops 5]
 
 int4 (the default; 4- and 8-bit codes with float16 scales, see facecmp/quantize.py) makes a
 ResNet18 7.8 MB instead of 45 MB (float32) or 22 MB (float16); check the bundled copy
@@ -18,15 +18,16 @@ from pathlib import Path
 
 from facecmp.errors import FacecmpError
 from facecmp.modeldir import WEIGHT_DTYPES, load_net, read_meta, save_model
-from facecmp.preprocess import check_zoom
+from facecmp.preprocess import check_views, check_zoom
 
 
 def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None = None,
-           predict_zoom: float | None = None) -> None:
+           predict_zoom: float | None = None, predict_crops: int | None = None) -> None:
     """Write src's weights (in dtype) and meta.json into dst, replacing it but its card.
 
-    predict_flip and predict_zoom set a classifier's default test-time flip (image and
-    mirror averaged) and zoom (the central fraction of each crop).
+    predict_flip, predict_zoom and predict_crops set a classifier's default test-time flip
+    (image and mirror averaged), zoom (the central fraction of each crop) and crops (1, or 5:
+    the central and four corner squares of that fraction).
     """
     meta = read_meta(src)
     with_head = meta.get("task") != "identity"
@@ -35,6 +36,8 @@ def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None 
         meta["predict_flip"] = predict_flip
     if predict_zoom is not None:
         meta["predict_zoom"] = check_zoom(predict_zoom)
+    if predict_crops is not None:
+        meta["predict_crops"] = check_views(predict_crops, float(meta.get("predict_zoom", 1.0)))
     card = dst / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
     if dst.exists():
@@ -54,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="classifiers: average each face with its mirror by default")
     ap.add_argument("--predict-zoom", type=float, default=None, metavar="FRACTION",
                     help="classifiers: classify the central FRACTION of each crop by default")
+    ap.add_argument("--predict-crops", type=int, choices=(1, 5), default=None,
+                    help="classifiers: 5 adds the four corner squares of the zoomed size by default")
     args = ap.parse_args(argv)
     try:
         bundle(args.src, args.dst, dtype=args.dtype, predict_flip=args.predict_flip,
-               predict_zoom=args.predict_zoom)
+               predict_zoom=args.predict_zoom, predict_crops=args.predict_crops)
     except FacecmpError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
