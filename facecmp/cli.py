@@ -104,6 +104,7 @@ ZOOM_OPT = click.option("--zoom", type=float, default=None, metavar="FRACTION",
                         help="Classify the central FRACTION (0.5-1) of each face crop, resized back "
                              "(default: per model).")
 CROPS_OPT = click.option("--crops", type=click.Choice(["1", "5"]), default=None,
+                         callback=lambda _ctx, _param, v: None if v is None else int(v),
                          help="Test-time crops of the zoomed size: 1 central, or 5 (central and the "
                               "four corners), averaged (default: per model).")
 
@@ -237,8 +238,7 @@ def evaluate(model, data, out, detector, flip, zoom, crops) -> None:
     """Accuracy, per-class metrics, confusion matrix and misclassified images of a classifier."""
     from facecmp.evaluate import evaluate as run_evaluation
 
-    summary = run_evaluation(model, data, out, detector, flip=flip, zoom=zoom,
-                             crops=None if crops is None else int(crops))
+    summary = run_evaluation(model, data, out, detector, flip=flip, zoom=zoom, crops=crops)
     if summary["failed"]:
         click.echo(f"skipped {summary['failed']} unreadable images (listed in metrics.json)", err=True)
     click.echo(f"accuracy {summary['accuracy']:.4f} (macro F1 {summary['macro_f1']:.4f}) "
@@ -252,7 +252,7 @@ CLASSIFY_DETECTOR_OPT = click.option(
 
 
 def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None,
-              zoom: float | None, crops: str | None) -> None:
+              zoom: float | None, crops: int | None) -> None:
     """Shared body of the classifier commands: one line (or JSON object) per image."""
     from facecmp.zoo import resolve_model
 
@@ -260,8 +260,7 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
     model_dir = resolve_model(model, task)
     from facecmp.classify import Classifier
 
-    clf = Classifier(model_dir, task=task, flip=flip, zoom=zoom, crops=None if crops is None else int(crops))
-    results = clf.predict_files(files, detector)
+    results = Classifier(model_dir, task=task, flip=flip, zoom=zoom, crops=crops).predict_files(files, detector)
     if as_json:
         import json
 

@@ -131,7 +131,8 @@ def check_views(views: int, zoom: float) -> int:
     if views not in (1, 5):
         raise FacecmpError(f"crops must be 1 or 5, got {views}")
     if views == 5 and zoom >= 1.0:
-        raise FacecmpError("5 crops need a zoom below 1 (the corner squares of a whole crop are the crop)")
+        raise FacecmpError("5 crops need a zoom below 1 (the corner squares of a whole crop are the "
+                           "crop itself); use 1 crop with zoom 1")
     return views
 
 

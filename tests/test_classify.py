@@ -192,3 +192,6 @@ def test_five_crops_average_the_central_and_corner_squares(tiny_mask, tmp_path):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["crops"] == 5
     refused = CliRunner().invoke(main, [*ev, "--zoom", "1", "--out", str(tmp_path / "ev2")])
     assert refused.exit_code == 2 and "5 crops need a zoom below 1" in refused.output
+    one = CliRunner().invoke(main, [*ev, "--zoom", "1", "--crops", "1", "--out", str(tmp_path / "ev3")])
+    assert one.exit_code == 0, one.output
+    assert json.loads((tmp_path / "ev3" / "metrics.json").read_text())["crops"] == 1
