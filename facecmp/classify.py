@@ -53,7 +53,7 @@ class Classifier:
         self.batch_size = batch_size
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
         self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
-        # test-time zoom: the central fraction of each crop (preprocess.zoom_center), per model by default
+        # test-time zoom: the central fraction of each crop (preprocess.zoom_views), per model by default
         self.zoom = check_zoom(float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom)
         # test-time crops: 1 (the central square) or 5 (and the four corner squares), per model by default
         self.crops = check_views(int(self.meta.get("predict_crops", 1)) if crops is None else crops, self.zoom)

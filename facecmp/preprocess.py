@@ -155,11 +155,6 @@ def zoom_views(crops: np.ndarray, fraction: float, views: int = 1) -> list[np.nd
             for top, left in corners]
 
 
-def zoom_center(crops: np.ndarray, fraction: float) -> np.ndarray:
-    """Each crop's central square of side `fraction`, resized back (zoom_views' first view)."""
-    return zoom_views(crops, fraction)[0]
-
-
 def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, meta: dict[str, Any],
                 batch_size: int, flip: bool, zoom: float = 1.0, views: int = 1) -> list[np.ndarray]:
     """forward() over crops in batches of network input; one output array per batch.

@@ -93,17 +93,17 @@ def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
     import cv2
 
     from facecmp.classify import Classifier
-    from facecmp.preprocess import zoom_center
+    from facecmp.preprocess import zoom_views
 
     rng = np.random.default_rng(1)
     crops = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
     plain = Classifier(tiny_mask, flip=False)
-    assert plain.zoom == 1.0 and zoom_center(crops, 1.0) is crops
+    assert plain.zoom == 1.0 and zoom_views(crops, 1.0)[0] is crops
     zoomed = Classifier(tiny_mask, flip=False, zoom=0.75, batch_size=2).probabilities(crops)
     by_hand = np.stack([cv2.resize(c[4:28, 4:28], (32, 32), interpolation=cv2.INTER_LINEAR) for c in crops])
     assert np.allclose(zoomed, plain.probabilities(by_hand), atol=1e-5)
     assert not np.allclose(zoomed, plain.probabilities(crops), atol=1e-4)
-    assert zoom_center(crops[..., :1], 0.75).shape == (5, 32, 32, 1)  # gray crops keep their channel
+    assert zoom_views(crops[..., :1], 0.75)[0].shape == (5, 32, 32, 1)  # gray crops keep their channel
     # a bundled model carries its zoom; evaluate records the one it used; out of range is refused
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
     import bundle_model
