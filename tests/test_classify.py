@@ -89,6 +89,23 @@ def test_flip_averages_the_face_and_its_mirror(tiny_mask, tmp_path):
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["flip"] is True
 
 
+def _bundle(src: Path, dst: Path, *args: str) -> int:
+    """tools/bundle_model.py's exit code for src -> dst with these options."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import bundle_model
+
+    return bundle_model.main([str(src), str(dst), *args])
+
+
+def _evaluate(model: Path, tiny_mask: Path, out: Path, *args: str):
+    """`facecmp evaluate` of model on the tiny mask test split: the CLI result and its metrics.json."""
+    test = tiny_mask.parent.parent / "data" / "test"
+    result = CliRunner().invoke(main, ["evaluate", "--model", str(model), "--data", str(test),
+                                       "--detector", "none", *args, "--out", str(out)])
+    found = out / "metrics.json"
+    return result, json.loads(found.read_text()) if result.exit_code == 0 and found.is_file() else None
+
+
 def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
     import cv2
 
@@ -105,18 +122,13 @@ def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
     assert not np.allclose(zoomed, plain.probabilities(crops), atol=1e-4)
     assert zoom_views(crops[..., :1], 0.75)[0].shape == (5, 32, 32, 1)  # gray crops keep their channel
     # a bundled model carries its zoom; evaluate records the one it used; out of range is refused
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    import bundle_model
-
-    assert bundle_model.main([str(tiny_mask), str(tmp_path / "z"), "--predict-zoom", "0.75"]) == 0
+    assert _bundle(tiny_mask, tmp_path / "z", "--predict-zoom", "0.75") == 0
     assert Classifier(tmp_path / "z").zoom == 0.75
-    assert bundle_model.main([str(tiny_mask), str(tmp_path / "bad"), "--predict-zoom", "0.2"]) == 2
-    test = tiny_mask.parent.parent / "data" / "test"
-    args = ["evaluate", "--model", str(tmp_path / "z"), "--data", str(test), "--detector", "none"]
-    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "ev")])
+    assert _bundle(tiny_mask, tmp_path / "bad", "--predict-zoom", "0.2") == 2
+    result, metrics = _evaluate(tmp_path / "z", tiny_mask, tmp_path / "ev")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["zoom"] == 0.75
-    refused = CliRunner().invoke(main, [*args, "--zoom", "0.3", "--out", str(tmp_path / "ev2")])
+    assert metrics["zoom"] == 0.75
+    refused, _ = _evaluate(tmp_path / "z", tiny_mask, tmp_path / "ev2", "--zoom", "0.3")
     assert refused.exit_code == 2 and "zoom must be between 0.5 and 1" in refused.output
 
 
@@ -178,20 +190,14 @@ def test_five_crops_average_the_central_and_corner_squares(tiny_mask, tmp_path):
     with pytest.raises(FacecmpError, match="5 crops need a zoom below 1"):
         Classifier(tiny_mask, zoom=1.0, crops=5)
     # bundled default; evaluate records it; the CLI refuses 5 crops of a whole crop in one line
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
-    import bundle_model
-
-    args = [str(tiny_mask), str(tmp_path / "z"), "--predict-zoom", "0.75", "--predict-crops", "5"]
-    assert bundle_model.main(args) == 0
+    assert _bundle(tiny_mask, tmp_path / "z", "--predict-zoom", "0.75", "--predict-crops", "5") == 0
     assert Classifier(tmp_path / "z").crops == 5
-    assert bundle_model.main([str(tiny_mask), str(tmp_path / "bad"), "--predict-crops", "5"]) == 2
-    test = tiny_mask.parent.parent / "data" / "test"
-    ev = ["evaluate", "--model", str(tmp_path / "z"), "--data", str(test), "--detector", "none"]
-    result = CliRunner().invoke(main, [*ev, "--out", str(tmp_path / "ev")])
+    assert _bundle(tiny_mask, tmp_path / "bad", "--predict-crops", "5") == 2
+    result, metrics = _evaluate(tmp_path / "z", tiny_mask, tmp_path / "ev")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["crops"] == 5
-    refused = CliRunner().invoke(main, [*ev, "--zoom", "1", "--out", str(tmp_path / "ev2")])
+    assert metrics["crops"] == 5
+    refused, _ = _evaluate(tmp_path / "z", tiny_mask, tmp_path / "ev2", "--zoom", "1")
     assert refused.exit_code == 2 and "5 crops need a zoom below 1" in refused.output
-    one = CliRunner().invoke(main, [*ev, "--zoom", "1", "--crops", "1", "--out", str(tmp_path / "ev3")])
+    one, metrics = _evaluate(tmp_path / "z", tiny_mask, tmp_path / "ev3", "--zoom", "1", "--crops", "1")
     assert one.exit_code == 0, one.output
-    assert json.loads((tmp_path / "ev3" / "metrics.json").read_text())["crops"] == 1
+    assert metrics["crops"] == 1
