@@ -82,11 +82,9 @@ def test_flip_averages_the_face_and_its_mirror(tiny_mask, tmp_path):
     assert np.allclose(both, expected, atol=1e-5) and np.allclose(both.sum(axis=1), 1, atol=1e-6)
     assert not np.allclose(both, plain.probabilities(crops), atol=1e-4)
     # the CLI's evaluate records whether it flipped
-    test = tiny_mask.parent.parent / "data" / "test"
-    result = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_mask), "--data", str(test),
-                                       "--detector", "none", "--flip", "--out", str(tmp_path / "ev")])
+    result, metrics = _evaluate(tiny_mask, tiny_mask, tmp_path / "ev", "--flip")
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["flip"] is True
+    assert metrics["flip"] is True
 
 
 def _bundle(src: Path, dst: Path, *args: str) -> int:
