@@ -385,10 +385,8 @@ def report(res: dict) -> str:
     w = cmp["warm"]
     warm = (f"{w['median_ms']:.1f} ms (detect + align {w['detect_align_ms']:.1f}, "
             f"embed + distance {w['embed_distance_ms']:.1f})") if w["pairs"] else "no faces found"
-    c = cmp["warm_crops"]
-    warm_crops = f"{c['median_ms']:.1f} ms" if c["pairs"] else "no faces found"
-    c1 = cmp["warm_crops_no_flip"]
-    warm_no_flip = f"{c1['median_ms']:.1f} ms" if c1["pairs"] else "no faces found"
+    warm_crops, warm_no_flip = (f"{c['median_ms']:.1f} ms" if c["pairs"] else "no faces found"
+                                for c in (cmp["warm_crops"], cmp["warm_crops_no_flip"]))
     rss = f"{res['peak_rss_mb']:.0f} MB / {cmp['cold_peak_rss_mb']:.0f} MB"
     cold = f"{cmp['cold_median_s']:.2f} s"
     other += [["compare, cold CLI (median wall)", cold, f"paper {PAPER['startup_s']} s"],
