@@ -75,7 +75,9 @@ def gather(cfg: Config, roots: list[Path], exclude: set[str]) -> tuple[datasets.
     folder = datasets.FaceFolder(train_f.classes, train_f.paths + val_f.paths,
                                  np.concatenate([train_f.labels, val_labels]), train_f.dropped_classes)
     n = len(train_f.paths)
-    return folder, np.arange(n), np.arange(n, len(folder.paths))
+    # the validation images that train too are drawn per class, seeded; the rest validate
+    val, moved = datasets.split_indices(val_labels, "image", d.val_into_train, d.seed)
+    return folder, np.concatenate([np.arange(n), n + moved]), n + val
 
 
 class RunCallback(paddle.callbacks.Callback):

@@ -7,7 +7,9 @@ from PIL import Image
 import pytest
 from conftest import make_class_tree
 
+from facecmp.config import Config
 from facecmp.datasets import prepare_crops, scan_classes, split_indices
+from facecmp.trainer import gather
 from facecmp.errors import FacecmpError
 
 META = {"input_size": 32, "color": "rgb", "crop": {"method": "none"}, "mean": [0.5] * 3, "std": [0.5] * 3}
@@ -77,3 +79,18 @@ def test_crop_cache_follows_file_content_not_modification_time(tmp_path, monkeyp
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder.paths[0])  # new content
     changed, _, _ = prepare_crops(folder.paths, META, progress=False)
     assert calls and not np.array_equal(changed[0], crops[0])
+
+
+def test_part_of_the_validation_split_can_train_too(tmp_path):
+    make_class_tree(tmp_path / "fer" / "train", classes=3, per_class=4)
+    make_class_tree(tmp_path / "fer" / "validation", classes=3, per_class=4)
+    cfg = Config(task="expression")
+    cfg.data.layout = "splits"
+    folder, train, val = gather(cfg, [tmp_path / "fer"], set())
+    assert len(train) == 12 and len(val) == 12
+    cfg.data.val_into_train = 0.5
+    folder, train, val = gather(cfg, [tmp_path / "fer"], set())
+    assert len(train) == 18 and len(val) == 6 and not set(train) & set(val)
+    moved = [folder.paths[i] for i in train if "validation" in folder.paths[i].parts]
+    assert len(moved) == 6 and sorted(folder.labels[train[12:]]) == [0, 0, 1, 1, 2, 2]
+    assert set(folder.labels[val]) == {0, 1, 2}
