@@ -151,6 +151,9 @@ def _check(cfg: Config) -> None:
             raise FacecmpError(f"config: {name} must be one of {', '.join(allowed)}, got '{value}'")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise FacecmpError("config: train.epochs and train.batch_size must be at least 1")
+    for name in ("val_fraction", "val_into_train"):
+        if not 0 <= getattr(cfg.data, name) <= 1:
+            raise FacecmpError(f"config: data.{name} must be between 0 and 1")
 
 
 def read_yaml(path: Path) -> dict:

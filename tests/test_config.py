@@ -27,6 +27,8 @@ def test_unknown_key_and_bad_choice_are_errors(tmp_path):
     (tmp_path / "broken.yaml").write_text("model: [\n")
     with pytest.raises(FacecmpError, match="not valid YAML"):
         load_config("identity", tmp_path / "broken.yaml")
+    with pytest.raises(FacecmpError, match="data.val_into_train must be between 0 and 1"):
+        load_config("expression", overrides={"data": {"val_into_train": 1.5}})
 
 
 def test_resolved_config_round_trips(tmp_path):
