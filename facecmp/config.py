@@ -90,6 +90,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     num_workers: int = 0
+    onednn: bool = True  # CPU: convolutions through oneDNN (facecmp/onednn.py; same results, faster)
     keep_epochs: bool = False  # also save each epoch's weights as a model directory RUN/epochs/NN
     teacher: str | None = None  # .npz of a teacher's descriptors (tools/teacher_embeddings.py)
     teacher_loss: str = "projection"  # projection | similarity (see facecmp/distill.py)

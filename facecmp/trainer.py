@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import datasets, distill, modeldir, plots, runlog
+from facecmp import datasets, distill, modeldir, onednn, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.errors import FacecmpError
@@ -279,7 +279,7 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     if remaining > 0 and not _stopped_early(cfg, state):
         cb = RunCallback(cfg, out, state, meta, val_ds is not None)
         # Model.fit's own to_tensor call warns on every batch; it is Paddle's, not the user's
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), onednn.convolutions(net, cfg.train.onednn):
             warnings.filterwarnings("ignore", message="To copy construct from a tensor")
             model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
                       shuffle=True, verbose=verbose,

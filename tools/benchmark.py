@@ -139,6 +139,7 @@ def embed_ips(embed: Callable[[np.ndarray], object], crops: np.ndarray, reps: in
 
 def paddle_train_ips(crops: np.ndarray, labels: np.ndarray, classes: int, meta: dict, n: dict) -> float:
     """Images/s of facecmp training through paddle.Model.fit, as facecmp.trainer sets it up."""
+    from facecmp import onednn
     from facecmp.config import load_config
     from facecmp.models import build_net, paddle
     from facecmp.trainer import CropDataset, make_loss
@@ -155,7 +156,7 @@ def paddle_train_ips(crops: np.ndarray, labels: np.ndarray, classes: int, meta: 
         def on_train_batch_end(self, step, logs=None):
             ends.append(time.perf_counter())
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), onednn.convolutions(net, cfg.train.onednn):
         warnings.filterwarnings("ignore", message="To copy construct from a tensor")
         model.fit(CropDataset(crops, labels, meta), batch_size=BATCH, epochs=1, shuffle=True, verbose=0,
                   num_workers=0, callbacks=[Timer()])
