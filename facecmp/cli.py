@@ -227,7 +227,8 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
 @click.option("--model", type=click.Path(path_type=Path), required=True,
               help="Model directory with a classifier head (mask, expression).")
 @click.option("--data", type=click.Path(path_type=Path), required=True,
-              help="Labelled test folder DIR/<class>/*, class names as the model's.")
+              help="Labelled test folder DIR/<class>/*, class names as the model's, or a text file "
+                   "of such images, one path a line (e.g. a run's val_images.txt).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("outputs/evaluate"), show_default=True)
 @DETECTOR_OPT
 @FLIP_OPT

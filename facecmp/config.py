@@ -55,7 +55,7 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     layout: str = "identities"  # identities: root/<class>/*; splits: root/<split>/<class>/*
     splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])
-    val_into_train: float = 0.0  # splits layout: this fraction of each class's validation images trains too
+    val_into_train: float = 0.0  # splits layout: this fraction of each class's validation images trains too (1: all)
     min_images: int = 2
     split: str = "image"  # image: hold out images of every class; identity: hold out classes
     val_fraction: float = 0.1

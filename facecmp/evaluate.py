@@ -1,4 +1,4 @@
-"""Test-set evaluation of a classifier head on a labelled folder data_dir/<class>/*."""
+"""Test-set evaluation of a classifier head on a labelled folder data_dir/<class>/* or a list of its images."""
 
 from __future__ import annotations
 
@@ -16,9 +16,27 @@ from facecmp.images import is_image_name
 MAX_ERROR_IMAGES = 64
 
 
+def read_image_list(list_file: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
+    """A text file of image paths, one a line, each labelled by its folder: .../<class>/<image>."""
+    try:
+        lines = list_file.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FacecmpError(f"image list {list_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    paths = [Path(line.strip()) for line in lines if line.strip()]
+    unknown = sorted({p.parent.name for p in paths} - set(classes))
+    if unknown:
+        raise FacecmpError(f"{list_file}: folder(s) {', '.join(unknown[:5])} are not classes of the model "
+                           f"(each line .../<class>/<image>, class in {', '.join(classes)})")
+    if not paths:
+        raise FacecmpError(f"image list {list_file} is empty")
+    return paths, np.asarray([classes.index(p.parent.name) for p in paths], dtype=np.int64)
+
+
 def scan_labelled(data_dir: str | Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
-    """Image files of data_dir/<class>/* and their indices into the model's classes."""
+    """Image files of data_dir/<class>/* (or of a list file) and their indices into the model's classes."""
     data_dir = Path(data_dir)
+    if data_dir.is_file():
+        return read_image_list(data_dir, classes)
     if not data_dir.is_dir():
         raise FacecmpError(f"data folder {data_dir} " + ("is not a directory" if data_dir.exists()
                                                          else "does not exist"))

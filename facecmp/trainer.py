@@ -76,7 +76,10 @@ def gather(cfg: Config, roots: list[Path], exclude: set[str]) -> tuple[datasets.
                                  np.concatenate([train_f.labels, val_labels]), train_f.dropped_classes)
     n = len(train_f.paths)
     # the validation images that train too are drawn per class, seeded; the rest validate
-    val, moved = datasets.split_indices(val_labels, "image", d.val_into_train, d.seed)
+    if d.val_into_train >= 1:
+        val, moved = np.zeros(0, dtype=np.int64), np.arange(len(val_labels))
+    else:
+        val, moved = datasets.split_indices(val_labels, "image", d.val_into_train, d.seed)
     return folder, np.concatenate([np.arange(n), n + moved]), n + val
 
 
@@ -224,6 +227,9 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         raise FacecmpError(f"too little readable training data in {', '.join(map(str, roots))}")
     if problems:
         print(f"skipped {len(problems)} unreadable or faceless images (see {out / 'data_report.json'})")
+    if cfg.data.layout == "splits" and 0 < cfg.data.val_into_train < 1:
+        # the validation images that did not train, for `facecmp evaluate --data`
+        (out / "val_images.txt").write_text("".join(f"{folder.paths[i]}\n" for i in val_idx))
     if cfg.data.split == "identity":
         held = sorted({folder.classes[i] for i in folder.labels[val_idx]})
         (out / "val_identities.txt").write_text("\n".join(held) + "\n")

@@ -94,3 +94,6 @@ def test_part_of_the_validation_split_can_train_too(tmp_path):
     moved = [folder.paths[i] for i in train if "validation" in folder.paths[i].parts]
     assert len(moved) == 6 and sorted(folder.labels[train[12:]]) == [0, 0, 1, 1, 2, 2]
     assert set(folder.labels[val]) == {0, 1, 2}
+    cfg.data.val_into_train = 1.0
+    folder, train, val = gather(cfg, [tmp_path / "fer"], set())
+    assert len(train) == 24 and len(val) == 0

@@ -79,3 +79,20 @@ def test_empty_folder_is_an_error(tiny_mask, tmp_path):  # noqa: F811
     (tmp_path / "person_00").mkdir()
     with pytest.raises(FacecmpError, match="no images"):
         scan_labelled(tmp_path, ["person_00", "person_01"])
+
+
+def test_a_list_of_images_evaluates_only_those(tiny_mask, tmp_path):  # noqa: F811
+    test = tiny_mask.parent.parent / "data" / "test"
+    chosen = sorted(test.rglob("*.png"))[::2]
+    (tmp_path / "list.txt").write_text("".join(f"{p}\n" for p in chosen) + "\n")
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_mask), "--data", str(tmp_path / "list.txt"),
+                                    "--out", str(tmp_path / "ev"), "--detector", "none"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == len(chosen) < len(list(test.rglob("*.png")))
+    (tmp_path / "bad.txt").write_text(f"{tmp_path}/cats/a.png\n")
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_mask), "--data", str(tmp_path / "bad.txt")])
+    assert res.exit_code != 0 and "cats" in res.output and len(res.output.strip().splitlines()) == 1
+    (tmp_path / "empty.txt").write_text("\n")
+    res = CliRunner().invoke(main, ["evaluate", "--model", str(tiny_mask), "--data", str(tmp_path / "empty.txt")])
+    assert res.exit_code != 0 and "is empty" in res.output

@@ -186,3 +186,16 @@ def test_keep_epochs_saves_every_epochs_weights_as_a_model(tmp_path):
     assert (m1["epochs_trained"], m2["epochs_trained"]) == (1, 2)
     w1, w2 = one.head.state_dict()["fc.weight"].numpy(), two.head.state_dict()["fc.weight"].numpy()
     assert not np.allclose(w1, w2)
+
+
+def test_validation_images_that_train_too_are_left_out_of_its_list(tmp_path):
+    from conftest import train_tiny
+
+    model = train_tiny(tmp_path, "mask", data={"input_size": 32, "val_into_train": 0.5})
+    run = model.parent
+    held = (run / "val_images.txt").read_text().split()
+    report = json.loads((run / "data_report.json").read_text())
+    # 2 classes x 3 validation images: 2 of each class train, 1 of each validates
+    assert report["train_images"] == 2 * 8 + 4 and report["val_images"] == len(held) == 2
+    assert all("/validation/" in p for p in held)
+    assert sorted(Path(p).parent.name for p in held) == ["person_00", "person_01"]
