@@ -204,16 +204,25 @@ def torch_worker(path: Path) -> int:
     return 0
 
 
-def run_torch(sets: dict, meta: dict, n: dict, tmp: Path) -> dict:
-    """The PyTorch numbers from a worker process, or why there are none."""
-    if importlib.util.find_spec("torch") is None:
+def run_worker(flag: str, inputs: Path) -> dict:
+    """One side's numbers from a fresh process (see measure_networks), or why there are none."""
+    if flag == "--torch-worker" and importlib.util.find_spec("torch") is None:
         return {"error": "torch not installed"}
-    np.savez(tmp / "torch_inputs.npz", meta=json.dumps(meta), plan=json.dumps(n), **sets)
-    proc = subprocess.run([sys.executable, __file__, "--torch-worker", str(tmp / "torch_inputs.npz")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, flag, str(inputs)], capture_output=True, text=True)
     if proc.returncode:
-        return {"error": f"torch worker failed: {proc.stderr.strip()[-300:]}"}
+        return {"error": f"{flag[2:]} failed: {proc.stderr.strip()[-300:]}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def train_worker(path: Path) -> int:
+    """facecmp's training side, in a process of its own as `facecmp train` is."""
+    from facecmp.runtime import import_paddle
+    import_paddle()
+    z = np.load(path)
+    meta, n = json.loads(str(z["meta"])), json.loads(str(z["plan"]))
+    print(json.dumps({f"train_{kind}": paddle_train_ips(z[f"crops_{kind}"], z[f"labels_{kind}"], n["classes"],
+                                                         meta, n) for kind in ("random", "real")}))
+    return 0
 
 
 def measure_networks(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
@@ -232,15 +241,20 @@ def measure_networks(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
             "labels_real": np.asarray([names.index(p.parent.name) for p in files], np.int64)}
     for kind in ("random", "real"):
         sets[f"embed_{kind}"] = np.resize(sets[f"crops_{kind}"], (n["embed"],) + real.shape[1:])
+    inputs = tmp / "inputs.npz"
+    np.savez(inputs, meta=json.dumps(meta), plan=json.dumps({**n, "classes": len(names)}), **sets)
     embedder = Embedder(model_dir, flip=False)
     rounds = []
     for _ in range(n["rounds"]):
-        ours = {}
+        # facecmp's training runs in a fresh process, like PyTorch's side: once a paddle.inference
+        # predictor has run in a process, later training in it is slower (measured here: the
+        # oneDNN path 73 -> 45-50 img/s, the plain one 38 -> 34), and `facecmp train` never embeds first
+        ours = run_worker("--train-worker", inputs)
+        if "error" in ours:
+            raise SystemExit(f"facecmp training: {ours['error']}")
         for kind in ("random", "real"):
-            crops, labels = sets[f"crops_{kind}"], sets[f"labels_{kind}"]
-            ours[f"train_{kind}"] = paddle_train_ips(crops, labels, len(names), meta, n)
             ours[f"embed_{kind}"] = embed_ips(embedder.embed_crops, sets[f"embed_{kind}"], n["reps"])
-        rounds.append({"facecmp": ours, "torch": run_torch(sets, meta, {**n, "classes": len(names)}, tmp)})
+        rounds.append({"facecmp": ours, "torch": run_worker("--torch-worker", inputs)})
     res = {"classes": len(names), "train_images": len(files), "embed_images": n["embed"],
            "fast_path": embedder.runner.predictor is not None, "rounds": rounds}
     res.update({k: statistics.median(r["facecmp"][k] for r in rounds) for k in NET_KEYS})
@@ -412,9 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, help="data root holding lfw/ (default: $FACECMP_DATA)")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench"), help="default: outputs/bench")
     ap.add_argument("--torch-worker", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--train-worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.torch_worker:
         return torch_worker(args.torch_worker)
+    if args.train_worker:
+        return train_worker(args.train_worker)
     data = args.data or __import__("facecmp.datasets").datasets.data_root()
     if not (data / "lfw").is_dir() or not (data / "lfw-pairs.txt").is_file():
         raise SystemExit(f"{data}: no lfw/ and lfw-pairs.txt (set --data or FACECMP_DATA)")
