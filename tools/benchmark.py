@@ -370,11 +370,12 @@ def measure_compare(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
         part = json.loads(out.strip().splitlines()[-1])
         splits.append({**part, "python_start_exit": wall - sum(part.values())})
     walls = [r[0] for r in runs]
-    crops = cut_crops(emb, spread(pairs, n["pairs"]), tmp)
+    warm_pairs = spread(pairs, n["pairs"])
+    crops = cut_crops(emb, warm_pairs, tmp)
     return {"cli": cli, "cold_runs_s": walls, "cold_median_s": statistics.median(walls),
             "cold_peak_rss_mb": max(r[1] for r in runs), "detector": det or "model's own",
             "split_s": {k: statistics.median(s[k] for s in splits) for k in splits[0]},
-            "warm": warm_compare(emb, spread(pairs, n["pairs"]), metric, det),
+            "warm": warm_compare(emb, warm_pairs, metric, det),
             "warm_crops": warm_compare(emb, crops, metric, "none"),
             # the paper's setting: one embedding per face (no test-time flip), 2 images per pass, not 4
             "warm_crops_no_flip": warm_compare(Embedder(model_dir, flip=False), crops, metric, "none")}
