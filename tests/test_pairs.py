@@ -241,6 +241,31 @@ def test_make_pairs_tool(tmp_path, capsys):
     assert err.startswith("error:") and "\n" not in err
 
 
+
+def test_holdout_tool_keeps_its_identities_when_singletons_join(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("holdout", REPO / "tools/holdout_identities.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    counts = {f"P{i}": 4 for i in range(6)} | {f"S{i}": 1 for i in range(5)} | {"T0": 4, "T1": 1}
+    root = make_tree(tmp_path / "faces", counts)
+    pairs = write(tmp_path / "test.txt", "1 1\nT0 1 2\nT0 1 T1 1\n")  # T0, T1: test people
+    plain, mixed = tmp_path / "plain", tmp_path / "mixed"
+    assert tool.main([str(root), "--pairs", str(pairs), "-n", "3", "--out", str(plain)]) == 0
+    assert tool.main([str(root), "--pairs", str(pairs), "-n", "3", "--singletons", "2",
+                      "--out", str(mixed)]) == 0
+    held = (plain / "holdout.txt").read_text().split()
+    assert (mixed / "holdout.txt").read_text().split() == held and len(held) == 3
+    once = (mixed / "singletons.txt").read_text().split()
+    assert len(once) == 2 and all(n.startswith("S") for n in once)
+    assert sorted(p.name for p in (mixed / "identities").iterdir()) == sorted(held + once)
+    # singletons cannot make same-identity pairs, so they only enter different ones
+    made = make_balanced_pairs(mixed / "identities", 10, 10, seed=0)
+    assert all(p.path_a.parent.name.startswith("P") for p in made if p.same)
+    assert tool.main([str(root), "--pairs", str(pairs), "-n", "3", "--singletons", "9",
+                      "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and "exactly one image" in err
+
 # -- real data -----------------------------------------------------------------------
 
 def lfw_file(name: str) -> Path:
