@@ -75,5 +75,5 @@ def test_unknown_weights_dtype_is_refused(tmp_path):
 def test_bundled_weight_files_stay_small():
     files = [p for p in ZOO_DIR.rglob("*.pdparams") if "inference" not in p.parts]
     too_big = [f"{p.relative_to(ZOO_DIR)}: {p.stat().st_size / 1e6:.1f} MB"
-               for p in files if p.stat().st_size > 8e6]
-    assert not too_big, "bundled weights over 8 MB (bundle with tools/bundle_model.py): " + ", ".join(too_big)
+               for p in files if p.stat().st_size > 12e6]  # a ResNet18: int4 7.8 MB, int8 11.9 MB
+    assert not too_big, "bundled weights over 12 MB (bundle with tools/bundle_model.py): " + ", ".join(too_big)
