@@ -11,7 +11,7 @@ different-identity pairs, as in LFW View 2, where most faces of the mismatched p
 of such people. The N identities do not depend on M.
 
     python tools/holdout_identities.py $FACECMP_DATA/lfw --pairs $FACECMP_DATA/lfw-pairs.txt \\
-        --folds 1-5 -n 80 --min-images 4 --singletons 200 --out outputs/calib
+        --folds 1-5 -n 80 --min-images 4 --singletons 200 --out outputs/calib2
 """
 
 from __future__ import annotations
@@ -27,10 +27,15 @@ from facecmp.images import is_image_name
 from facecmp.pairs import pair_identities
 
 
+def _image_counts(root: Path, exclude: set[str]) -> dict[str, int]:
+    """Images per identity folder of root, for the folders not named in exclude."""
+    return {d.name: sum(is_image_name(p) for p in d.iterdir())
+            for d in sorted(root.iterdir()) if d.is_dir() and d.name not in exclude}
+
+
 def holdout(root: Path, n: int, min_images: int, exclude: set[str], seed: int) -> list[str]:
     """N seeded identity names with at least min_images images, none of them in exclude."""
-    eligible = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in exclude
-                      and sum(is_image_name(p) for p in d.iterdir()) >= min_images)
+    eligible = [name for name, k in _image_counts(root, exclude).items() if k >= min_images]
     if len(eligible) < n:
         raise FacecmpError(f"only {len(eligible)} identities in {root} have {min_images}+ images")
     picked = np.random.default_rng(seed).choice(eligible, n, replace=False)
@@ -39,8 +44,7 @@ def holdout(root: Path, n: int, min_images: int, exclude: set[str], seed: int) -
 
 def singletons(root: Path, m: int, exclude: set[str], seed: int) -> list[str]:
     """M seeded names of identities with exactly one image, none of them in exclude."""
-    eligible = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in exclude
-                      and sum(is_image_name(p) for p in d.iterdir()) == 1)
+    eligible = [name for name, k in _image_counts(root, exclude).items() if k == 1]
     if len(eligible) < m:
         raise FacecmpError(f"only {len(eligible)} identities in {root} have exactly one image")
     picked = np.random.default_rng([seed, 1]).choice(eligible, m, replace=False)
