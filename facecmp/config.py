@@ -95,6 +95,8 @@ class TrainConfig:
     teacher: str | None = None  # .npz of a teacher's descriptors (tools/teacher_embeddings.py)
     teacher_loss: str = "projection"  # projection | similarity (see facecmp/distill.py)
     teacher_weight: float = 10.0  # weight of the teacher term
+    flip_teacher: str | None = None  # .npz of a model's flip-averaged embeddings (tools/flip_teacher.py)
+    flip_teacher_weight: float = 10.0  # weight of the pull of each embedding towards it
     seed: int = 0
 
 

@@ -11,7 +11,13 @@ Next to the usual classification loss, one of two teacher terms (`train.teacher_
   scored by their correlation. This shapes the distances verification uses, not a
   read-out of them; there is nothing to project.
 
-Either way the saved model is the student's backbone: inference never sees the teacher.
+A third term needs no outside teacher (`train.flip_teacher`, tools/flip_teacher.py): a
+model's own flip-averaged embeddings, computed once on the unaugmented crops. Each image's
+single embedding is pulled towards that average (cosine distance, in the model's own
+512-d space), so that one forward pass learns what the average of an image and its mirror
+sees and inference can drop the mirror. The target is the same for an image and its mirror.
+
+Whatever the terms, the saved model is the student's backbone: inference never sees a teacher.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ nn = paddle.nn
 F = paddle.nn.functional
 
 
-def load_targets(path: str | Path, image_paths: list[Path]) -> tuple[np.ndarray, dict]:
-    """The teacher's unit-length descriptor for each image (zeros where it has none), and a summary."""
+def load_targets(path: str | Path, image_paths: list[Path],
+                 maker: str = "tools/teacher_embeddings.py") -> tuple[np.ndarray, dict]:
+    """The teacher's unit-length descriptor for each image (zeros where it has none), and a
+    summary; maker is the tool that writes such files, for the error message."""
     path = Path(path)
     try:
         with np.load(path) as z:
@@ -37,7 +45,7 @@ def load_targets(path: str | Path, image_paths: list[Path]) -> tuple[np.ndarray,
             emb, note = z["emb"].astype(np.float32), str(z["teacher"]) if "teacher" in z else ""
     except (OSError, KeyError, ValueError) as exc:
         raise FacecmpError(f"teacher file {path}: cannot read ({type(exc).__name__}); "
-                           f"make it with tools/teacher_embeddings.py") from None
+                           f"make it with {maker}") from None
     targets = np.zeros((len(image_paths), emb.shape[1]), dtype=np.float32)
     for i, p in enumerate(image_paths):
         row = rows.get(os.path.realpath(p))
@@ -51,14 +59,15 @@ def load_targets(path: str | Path, image_paths: list[Path]) -> tuple[np.ndarray,
 
 
 class DistillNet(nn.Layer):
-    """A FaceNet plus a training-only projection (none for the similarity loss); forward gives
-    (logits, projected embedding) or (logits, embedding).
+    """A FaceNet plus a training-only projection (none unless a projection term needs it);
+    forward gives (logits, embedding, projected embedding), the last the embedding itself
+    when there is no projection.
 
     It exposes the FaceNet's backbone, dropout and head, so saving and the per-epoch
     callbacks treat it as the FaceNet it wraps.
     """
 
-    def __init__(self, net, teacher_dim: int, project: bool = True) -> None:
+    def __init__(self, net, teacher_dim: int = 0, project: bool = False) -> None:
         super().__init__()
         self.backbone, self.dropout, self.head = net.backbone, net.dropout, net.head
         self.projection = nn.Linear(EMBEDDING_SIZE, teacher_dim, bias_attr=False) if project else None
@@ -66,7 +75,7 @@ class DistillNet(nn.Layer):
     def forward(self, x, label=None):  # noqa: D102
         emb = self.backbone(x)
         logits = self.head(emb if self.dropout is None else self.dropout(emb), label)
-        return logits, emb if self.projection is None else self.projection(emb)
+        return logits, emb, emb if self.projection is None else self.projection(emb)
 
 
 def _has_target(target, keepdim: bool = False):
@@ -95,25 +104,40 @@ def similarity_gap(emb, target):
     return 1.0 - paddle.sum(s * t) / paddle.sqrt(paddle.sum(s * s) * paddle.sum(t * t) + 1e-12)
 
 
+def cosine_gap(out, target):
+    """Mean cosine distance of each row to its unit-length target (rows with a target only)."""
+    has = _has_target(target)
+    cos = paddle.sum(F.normalize(out, axis=1) * target, axis=1)
+    return paddle.sum((1.0 - cos) * has) / paddle.clip(paddle.sum(has), min=1.0)
+
+
+TERMS = ("projection", "similarity", "flip")  # the kinds of teacher term DistillLoss knows
+
+
 class DistillLoss(nn.Layer):
-    """The classification loss plus weight x the teacher term (images with a target):
-    mean cosine distance of the projection to the teacher, or the similarity gap."""
+    """The classification loss plus, per teacher target in the batch, weight x its term:
+    projection (cosine distance of the projection to the teacher), similarity (the
+    similarity gap) or flip (cosine distance of the embedding to its flip-averaged target)."""
 
-    def __init__(self, base: nn.Layer, weight: float, kind: str = "projection") -> None:
+    def __init__(self, base: nn.Layer, terms: list[tuple[str, float]]) -> None:
         super().__init__()
-        self.base, self.weight, self.kind = base, weight, kind
+        unknown = [kind for kind, _ in terms if kind not in TERMS]
+        if unknown:
+            raise ValueError(f"unknown teacher term(s): {unknown}")
+        self.base, self.terms = base, terms
 
-    def forward(self, logits, out, label, target):  # noqa: D102
-        if self.kind == "similarity":
-            return self.base(logits, label) + self.weight * similarity_gap(out, target)
-        has = _has_target(target)
-        cos = paddle.sum(F.normalize(out, axis=1) * target, axis=1)
-        distance = paddle.sum((1.0 - cos) * has) / paddle.clip(paddle.sum(has), min=1.0)
-        return self.base(logits, label) + self.weight * distance
+    def forward(self, logits, emb, projected, label, *targets):  # noqa: D102
+        total = self.base(logits, label)
+        for (kind, weight), target in zip(self.terms, targets):
+            if kind == "similarity":
+                total = total + weight * similarity_gap(emb, target)
+            else:
+                total = total + weight * cosine_gap(projected if kind == "projection" else emb, target)
+        return total
 
 
 class HeadAccuracy(paddle.metric.Accuracy):
-    """Accuracy of the logits when the network also returns a projection and the batch a target."""
+    """Accuracy of the logits when the network also returns embeddings and the batch targets."""
 
-    def compute(self, logits, projected, label, target):  # noqa: D102
+    def compute(self, logits, emb, projected, label, *targets):  # noqa: D102
         return super().compute(logits, label)

@@ -21,10 +21,10 @@ from facecmp.preprocess import to_tensor_batch
 
 
 class CropDataset(paddle.io.Dataset):
-    """Prepared uint8 crops -> (image, label, label[, teacher target]); the label feeds margin heads too."""
+    """Prepared uint8 crops -> (image, label, label, *teacher targets); the label feeds margin heads too."""
 
     def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: dict, aug_cfg=None, seed: int = 0,
-                 targets: np.ndarray | None = None):
+                 targets: tuple[np.ndarray, ...] = ()):
         super().__init__()
         self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
         self.targets = targets
@@ -39,7 +39,7 @@ class CropDataset(paddle.io.Dataset):
             img = augment(img, self.aug_cfg, self.rng)
         x = to_tensor_batch(img[None], self.meta)[0]
         y = np.asarray([self.labels[i]], dtype=np.int64)
-        return (x, y, y) if self.targets is None else (x, y, y, self.targets[i])
+        return (x, y, y, *(t[i] for t in self.targets))
 
 
 def preprocessing_meta(cfg: Config) -> dict[str, Any]:
@@ -245,10 +245,22 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         meta["initialized_from"] = lineage(Path(cfg.model.init))
     if cfg.task != "identity":
         meta["classes"] = folder.classes
-    targets = None
-    if cfg.train.teacher:
-        targets, meta["distilled_from"] = distill.load_targets(cfg.train.teacher, folder.paths)
-        meta["distilled_from"].update(loss=cfg.train.teacher_loss, weight=cfg.train.teacher_weight)
+    targets, terms = [], []  # teacher targets per image, and their (term, weight)
+    t = cfg.train
+    if t.teacher:
+        target, meta["distilled_from"] = distill.load_targets(t.teacher, folder.paths)
+        meta["distilled_from"].update(loss=t.teacher_loss, weight=t.teacher_weight)
+        targets.append(target)
+        terms.append((t.teacher_loss, t.teacher_weight))
+    if t.flip_teacher:
+        target, meta["flip_distilled_from"] = distill.load_targets(t.flip_teacher, folder.paths,
+                                                                   "tools/flip_teacher.py")
+        if target.shape[1] != EMBEDDING_SIZE:
+            raise FacecmpError(f"flip teacher {t.flip_teacher}: {target.shape[1]}-d vectors, not a "
+                               f"{EMBEDDING_SIZE}-d model's embeddings (make it with tools/flip_teacher.py)")
+        meta["flip_distilled_from"].update(weight=t.flip_teacher_weight)
+        targets.append(target)
+        terms.append(("flip", t.flip_teacher_weight))
     paddle.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     net = build_net(cfg.model, len(folder.classes))
@@ -260,11 +272,11 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     size = cfg.data.input_size
     label_specs = [paddle.static.InputSpec([None, 1], "int64", "label")]
     loss, metric = make_loss(cfg), paddle.metric.Accuracy()
-    if targets is not None:
-        kind = cfg.train.teacher_loss
-        net = distill.DistillNet(net, targets.shape[1], project=kind == "projection")
-        label_specs.append(paddle.static.InputSpec([None, targets.shape[1]], "float32", "teacher"))
-        loss, metric = distill.DistillLoss(loss, cfg.train.teacher_weight, kind), distill.HeadAccuracy()
+    if targets:
+        net = distill.DistillNet(net, targets[0].shape[1], project=terms[0][0] == "projection")
+        label_specs += [paddle.static.InputSpec([None, target.shape[1]], "float32", f"teacher{k}")
+                        for k, target in enumerate(targets)]
+        loss, metric = distill.DistillLoss(loss, terms), distill.HeadAccuracy()
     model = paddle.Model(net, inputs=[paddle.static.InputSpec([None, 3, size, size], "float32", "image"),
                                       paddle.static.InputSpec([None, 1], "int64", "label")],
                          labels=label_specs)
@@ -276,7 +288,7 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     labels = folder.labels
 
     def subset(idx):
-        return None if targets is None else targets[idx]
+        return tuple(target[idx] for target in targets)
 
     train_ds = CropDataset(crops[train_idx], labels[train_idx], meta, cfg.data.augment,
                            cfg.train.seed + state["epoch"], subset(train_idx))

@@ -115,3 +115,96 @@ def test_teacher_tool_describes_real_faces(tmp_path, monkeypatch):
     same = np.equal.outer(people, people) & ~np.eye(6, dtype=bool)
     assert same.any() and (~np.equal.outer(people, people)).any()
     assert d[same].mean() < d[~np.equal.outer(people, people)].mean()
+
+
+def test_flip_term_pulls_each_embedding_towards_its_flip_averaged_target(tmp_path):
+    from facecmp.distill import DistillLoss, paddle
+
+    rng = np.random.default_rng(1)
+    target = rng.normal(size=(4, 512)).astype(np.float32)
+    target /= np.linalg.norm(target, axis=1, keepdims=True)
+    target[3] = 0  # an image without a target adds nothing
+    loss = DistillLoss(lambda logits, label: paddle.to_tensor(0.0), [("flip", 2.0)])
+    t = paddle.to_tensor(target)
+
+    def value(emb):
+        e = paddle.to_tensor(emb.astype(np.float32))
+        return float(loss(None, e, e * 0, None, t))
+
+    on_target = target * 3.0  # length does not matter, direction does
+    on_target[3] = rng.normal(size=512)
+    assert value(on_target) < 1e-5
+    opposite = -on_target
+    opposite[3] = on_target[3]
+    assert abs(value(opposite) - 2.0 * 2.0) < 1e-4  # weight x cosine distance 2
+
+
+def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch):
+    from facecmp import distill, modeldir
+    from facecmp.config import load_config
+    from facecmp.errors import FacecmpError
+    from facecmp.trainer import train
+
+    root = make_class_tree(tmp_path / "data", classes=4, per_class=8)
+    paths = sorted(root.glob("*/*.png"))
+    dlib_like = _teacher_file(tmp_path / "t.npz", paths)
+    first = load_config("identity", overrides={
+        "data": {"input_size": 32, "crop": {"method": "none"}},
+        "train": {"epochs": 1, "batch_size": 16, "patience": 0}})
+    train(first, [root], tmp_path / "first", verbose=0)
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    tool = importlib.import_module("flip_teacher")
+    flip = tmp_path / "flip.npz"
+    assert tool.main(["--model", str(tmp_path / "first" / "model"), "--data", str(root), "--out", str(flip)]) == 0
+    with np.load(flip) as z:
+        emb, saved = z["emb"], z["paths"].tolist()
+    assert sorted(saved) == sorted(os.path.realpath(p) for p in paths)
+    from pathlib import Path
+
+    from facecmp.datasets import prepare_crops
+    from facecmp.embedder import Embedder
+
+    emb_model = Embedder(tmp_path / "first" / "model", flip=False)
+    crops, ok, _ = prepare_crops([Path(p) for p in saved], emb_model.meta, progress=False)
+    assert ok.all()
+    single, mirror = emb_model.embed_crops(crops), emb_model.embed_crops(np.ascontiguousarray(crops[:, :, ::-1]))
+    assert np.allclose(emb, (single + mirror) / 2, atol=1e-4)  # the mean of a crop's and its mirror's
+
+    cfg = load_config("identity", overrides={
+        "data": {"input_size": 32, "crop": {"method": "none"}},
+        "model": {"init": str(tmp_path / "first" / "model")},
+        "train": {"epochs": 2, "batch_size": 16, "patience": 0, "teacher": str(dlib_like),
+                  "teacher_loss": "similarity", "teacher_weight": 5.0,
+                  "flip_teacher": str(flip), "flip_teacher_weight": 20.0}})
+    train(cfg, [root], tmp_path / "run", verbose=0)
+    meta = modeldir.read_meta(tmp_path / "run" / "model")
+    assert meta["flip_distilled_from"]["weight"] == 20.0
+
+    # post-ReLU embeddings are non-negative: per class, 16 of the 512 units on
+    rng = np.random.default_rng(2)
+    units = {c: rng.choice(512, 16, replace=False) for c in sorted({p.parent.name for p in paths})}
+    sparse = np.zeros((len(paths), 512), np.float32)
+    for i, p in enumerate(paths):
+        sparse[i, units[p.parent.name]] = 1.0
+    synthetic = tmp_path / "t512.npz"
+    np.savez(synthetic, paths=np.asarray([os.path.realpath(p) for p in paths]), emb=sparse)
+    cfg = load_config("identity", overrides={
+        "data": {"input_size": 32, "crop": {"method": "none"}},
+        "model": {"init": str(tmp_path / "first" / "model")},
+        "train": {"epochs": 8, "batch_size": 16, "lr": 0.003, "patience": 0,
+                  "flip_teacher": str(synthetic), "flip_teacher_weight": 50.0}})
+    train(cfg, [root], tmp_path / "pulled", verbose=0)
+    targets = distill.load_targets(synthetic, [Path(p) for p in saved])[0]
+
+    def agreement(model):  # mean cosine between each crop's single embedding and its target
+        e = Embedder(model, flip=False).embed_crops(crops)
+        return float(np.mean(np.sum(e * targets, 1) / np.linalg.norm(e, axis=1)))
+
+    pulled, before = agreement(tmp_path / "pulled" / "model"), agreement(tmp_path / "first" / "model")
+    assert pulled > before + 0.05
+
+    wrong = load_config("identity", overrides={
+        "data": {"input_size": 32, "crop": {"method": "none"}},
+        "train": {"epochs": 1, "batch_size": 16, "flip_teacher": str(dlib_like)}})
+    with pytest.raises(FacecmpError, match="not a 512-d"):
+        train(wrong, [root], tmp_path / "wrong", verbose=0)

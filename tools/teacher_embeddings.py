@@ -89,13 +89,17 @@ def _describe_chunk(paths: list[str]) -> np.ndarray:
     return np.stack([describe(p) for p in paths])
 
 
-def training_paths(args) -> list[str]:
-    """Resolved paths of the training pool, as `facecmp train` gathers it (2+ images per class)."""
+def pool_folder(args):
+    """The training pool, as `facecmp train` gathers it from the same options (2+ images per class)."""
     exclude = read_identity_list(args.exclude_list) if args.exclude_list else set()
     if args.exclude_pairs:
         exclude |= pair_identities(args.exclude_pairs, args.exclude_folds)
-    folder = scan_classes(args.data, min_images=2, exclude=exclude)
-    return [os.path.realpath(p) for p in folder.paths]
+    return scan_classes(args.data, min_images=2, exclude=exclude)
+
+
+def training_paths(args) -> list[str]:
+    """Resolved paths of the training pool."""
+    return [os.path.realpath(p) for p in pool_folder(args).paths]
 
 
 def _save(out: Path, paths: list[str], emb: np.ndarray) -> None:
