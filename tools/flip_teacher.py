@@ -50,16 +50,11 @@ def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> np.n
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    from teacher_embeddings import pool_folder
+    from teacher_embeddings import add_pool_arguments, pool_folder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, action="append", required=True)
-    parser.add_argument("--exclude-pairs", type=Path)
-    parser.add_argument("--exclude-folds")
-    parser.add_argument("--exclude-list", type=Path)
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (for a quick check)")
-    parser.add_argument("--out", type=Path, required=True)
+    add_pool_arguments(parser)
     args = parser.parse_args(argv)
     try:
         paths = pool_folder(args).paths

@@ -89,6 +89,16 @@ def _describe_chunk(paths: list[str]) -> np.ndarray:
     return np.stack([describe(p) for p in paths])
 
 
+def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training pool's options, as `facecmp train` takes them, plus --limit and --out."""
+    parser.add_argument("--data", type=Path, action="append", required=True)
+    parser.add_argument("--exclude-pairs", type=Path)
+    parser.add_argument("--exclude-folds")
+    parser.add_argument("--exclude-list", type=Path)
+    parser.add_argument("--limit", type=int, default=0, help="first N images only (for a quick check)")
+    parser.add_argument("--out", type=Path, required=True)
+
+
 def pool_folder(args):
     """The training pool, as `facecmp train` gathers it from the same options (2+ images per class)."""
     exclude = read_identity_list(args.exclude_list) if args.exclude_list else set()
@@ -140,13 +150,8 @@ def run(paths: list[str], out: Path, workers: int, progress: bool = True) -> np.
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, action="append", required=True)
-    parser.add_argument("--exclude-pairs", type=Path)
-    parser.add_argument("--exclude-folds")
-    parser.add_argument("--exclude-list", type=Path)
+    add_pool_arguments(parser)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--limit", type=int, default=0, help="first N images only (for a quick check)")
-    parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     model_files()
     try:
