@@ -103,13 +103,16 @@ def crop_convention(crop: dict[str, Any]) -> dict[str, Any]:
     return {"method": method, **{k: crop.get(k) for k in used.get(method, ())}}
 
 
+def image_convention(meta: dict[str, Any]) -> dict[str, Any]:
+    """What makes a model's network images: input size, colour mode and crop convention."""
+    return {"input_size": meta["input_size"], "color": meta["color"], "crop": crop_convention(meta["crop"])}
+
+
 def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
     # By content, not modification time: a data set copied or unpacked again keeps its
     # crops (hashing ~27k face images costs a few seconds; detecting them, minutes).
     h = hashlib.sha1()
-    conv = {k: meta[k] for k in ("input_size", "color")}
-    conv["crop"] = crop_convention(meta["crop"])
-    h.update(json.dumps(conv, sort_keys=True).encode())
+    h.update(json.dumps(image_convention(meta), sort_keys=True).encode())
     for p in map(Path, paths):
         try:
             stamp = hashlib.sha1(p.read_bytes()).hexdigest()

@@ -22,6 +22,7 @@ Whatever the terms, the saved model is the student's backbone: inference never s
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -37,12 +38,14 @@ F = paddle.nn.functional
 def load_targets(path: str | Path, image_paths: list[Path],
                  maker: str = "tools/teacher_embeddings.py") -> tuple[np.ndarray, dict]:
     """The teacher's unit-length descriptor for each image (zeros where it has none), and a
-    summary; maker is the tool that writes such files, for the error message."""
+    summary (with the image `convention` the file records, if any); maker is the tool that
+    writes such files, for the error message."""
     path = Path(path)
     try:
         with np.load(path) as z:
             rows = {p: i for i, p in enumerate(z["paths"].tolist())}
             emb, note = z["emb"].astype(np.float32), str(z["teacher"]) if "teacher" in z else ""
+            convention = json.loads(str(z["convention"])) if "convention" in z else None
     except (OSError, KeyError, ValueError) as exc:
         raise FacecmpError(f"teacher file {path}: cannot read ({type(exc).__name__}); "
                            f"make it with {maker}") from None
@@ -54,8 +57,8 @@ def load_targets(path: str | Path, image_paths: list[Path],
     covered = int(np.any(targets != 0, axis=1).sum())
     if covered == 0:
         raise FacecmpError(f"teacher file {path} describes none of the {len(image_paths)} training images")
-    return targets, {"file": str(path), "teacher": note, "dim": int(emb.shape[1]),
-                     "images_with_target": covered}
+    summary = {"file": str(path), "teacher": note, "dim": int(emb.shape[1]), "images_with_target": covered}
+    return targets, {**summary, "convention": convention} if convention else summary
 
 
 class DistillNet(nn.Layer):

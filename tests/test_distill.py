@@ -209,3 +209,15 @@ def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch
         "train": {"epochs": 1, "batch_size": 16, "flip_teacher": str(dlib_like)}})
     with pytest.raises(FacecmpError, match="not a 512-d"):
         train(wrong, [root], tmp_path / "wrong", verbose=0)
+
+    with np.load(flip) as z:  # a flip teacher made from crops of another size
+        other = dict(z)
+    made = json.loads(str(other["convention"]))
+    assert made == {"input_size": 32, "color": "rgb", "crop": {"method": "none"}}
+    other["convention"] = np.asarray(json.dumps({**made, "input_size": 64}))
+    np.savez(tmp_path / "other.npz", **other)
+    mismatch = load_config("identity", overrides={
+        "data": {"input_size": 32, "crop": {"method": "none"}},
+        "train": {"epochs": 1, "batch_size": 16, "flip_teacher": str(tmp_path / "other.npz")}})
+    with pytest.raises(FacecmpError, match="made from"):
+        train(mismatch, [root], tmp_path / "mismatch", verbose=0)

@@ -7,7 +7,8 @@ written. Training a model towards these (facecmp/distill.py) teaches its single 
 pass what the average of the two sees, so inference can skip the mirror and halve its work.
 
 The output .npz has the layout of tools/teacher_embeddings.py: `paths` (resolved image
-paths), `emb` (N x 512, NaN where the image had no face) and a `teacher` note.
+paths), `emb` (N x 512, NaN where the image had no face) and a `teacher` note, plus the
+model's image `convention` (JSON), which training checks against its own.
 
 Usage:
     python tools/flip_teacher.py --model DIR --data DIR [--data DIR ...] [--exclude-pairs FILE
@@ -17,6 +18,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -29,9 +31,10 @@ sys.path.insert(0, str(REPO))
 from facecmp.errors import FacecmpError  # noqa: E402
 
 
-def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> np.ndarray:
-    """N x 512 flip-averaged embeddings of paths' aligned crops (NaN rows where no face was found)."""
-    from facecmp.datasets import prepare_crops
+def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tuple[np.ndarray, dict]:
+    """N x 512 flip-averaged embeddings of paths' aligned crops (NaN rows where no face was
+    found), and the model's image convention."""
+    from facecmp.datasets import image_convention, prepare_crops
     from facecmp.embedder import Embedder
 
     emb = Embedder(model, flip=True)
@@ -45,7 +48,7 @@ def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> np.n
             print(f"\rembedded {min(i + step, len(rows))}/{len(rows)} crops", end="", file=sys.stderr, flush=True)
     if progress and len(rows):
         print(file=sys.stderr)
-    return out
+    return out, image_convention(emb.meta)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,13 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         paths = pool_folder(args).paths
         if args.limit:
             paths = paths[: args.limit]
-        emb = flip_averaged(args.model, paths)
+        emb, convention = flip_averaged(args.model, paths)
     except FacecmpError as exc:
         raise SystemExit(f"error: {exc}") from None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp.npz")
     np.savez(tmp, paths=np.asarray([os.path.realpath(p) for p in paths]), emb=emb,
-             teacher=np.asarray(f"flip-averaged embeddings of {args.model}"))
+             teacher=np.asarray(f"flip-averaged embeddings of {args.model}"),
+             convention=np.asarray(json.dumps(convention, sort_keys=True)))
     os.replace(tmp, args.out)
     found = int(np.isfinite(emb[:, 0]).sum()) if len(emb) else 0
     print(f"{found}/{len(paths)} images embedded (no face in {len(paths) - found}); wrote {args.out}")
