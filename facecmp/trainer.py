@@ -258,10 +258,10 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
         if target.shape[1] != EMBEDDING_SIZE:
             raise FacecmpError(f"flip teacher {t.flip_teacher}: {target.shape[1]}-d vectors, not a "
                                f"{EMBEDDING_SIZE}-d model's embeddings (make it with tools/flip_teacher.py)")
-        made_with = meta["flip_distilled_from"].pop("convention", None)
-        if made_with and made_with != datasets.image_convention(meta):
+        made_with, ours = meta["flip_distilled_from"].pop("convention", None), datasets.image_convention(meta)
+        if made_with and made_with != ours:
             raise FacecmpError(f"flip teacher {t.flip_teacher}: made from {made_with}, but this training "
-                               f"uses {datasets.image_convention(meta)}; make it with a model of the same crops")
+                               f"uses {ours}; make it with a model of the same crops")
         meta["flip_distilled_from"].update(weight=t.flip_teacher_weight)
         targets.append(target)
         terms.append(("flip", t.flip_teacher_weight))
