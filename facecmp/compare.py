@@ -11,7 +11,7 @@ import numpy as np
 from facecmp import metrics
 from facecmp.errors import FacecmpError
 from facecmp.pairs import Pair
-from facecmp.preprocess import load_face
+from facecmp.preprocess import load_faces
 
 RESULT_FIELDS = ["path_a", "path_b", "metric", "distance", "threshold", "verdict", "error"]
 
@@ -38,7 +38,10 @@ def verdict(distance: float, threshold: float) -> str:
 def compare_two(embedder, path_a: Path, path_b: Path, metric: str, threshold: float,
                 detector: str | None = None) -> dict[str, Any]:
     """Compare the faces of two image files; raises FacecmpError/NoFaceError on bad input."""
-    faces = [load_face(p, embedder.meta, detector) for p in (path_a, path_b)]
+    faces = list(load_faces([path_a, path_b], embedder.meta, detector))
+    for face in faces:
+        if isinstance(face, FacecmpError):
+            raise face
     emb = embedder.embed_crops(np.stack([f.pixels for f in faces]))
     distance = float(metrics.DISTANCES[metric](emb[:1], emb[1:])[0])
     return {"path_a": str(path_a), "path_b": str(path_b), "metric": metric,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -43,21 +43,26 @@ class Face:
         }
 
 
-@functools.lru_cache(maxsize=1)
+_PER_THREAD = threading.local()  # an OpenCV net or cascade must not run in two threads at once
+
+
 def _mtcnn() -> MTCNN:
-    # Reading the three nets costs a few tens of milliseconds; do it once per process.
-    from facecmp.mtcnn import MTCNN
+    # Reading the three nets costs a few tens of milliseconds; do it once per thread.
+    if not hasattr(_PER_THREAD, "mtcnn"):
+        from facecmp.mtcnn import MTCNN
 
-    return MTCNN()
+        _PER_THREAD.mtcnn = MTCNN()
+    return _PER_THREAD.mtcnn
 
 
-@functools.lru_cache(maxsize=1)
 def _haar() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise FacecmpError(f"cannot load OpenCV's Haar cascade from {path}")
-    return cascade
+    if not hasattr(_PER_THREAD, "haar"):
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        cascade = cv2.CascadeClassifier(path)
+        if cascade.empty():
+            raise FacecmpError(f"cannot load OpenCV's Haar cascade from {path}")
+        _PER_THREAD.haar = cascade
+    return _PER_THREAD.haar
 
 
 def _detect_haar(rgb: np.ndarray) -> list[Face]:

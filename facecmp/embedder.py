@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecmp.errors import FacecmpError
-from facecmp.preprocess import FaceCrop, load_face, run_batches
+from facecmp.preprocess import FaceCrop, load_faces, run_batches
 
 
 @dataclass
@@ -52,13 +52,11 @@ class Embedder:
         crops = np.zeros((len(names), size, size, chans), np.uint8)
         ok = np.zeros(len(names), bool)
         errors, faces = {}, {}
-        for i, name in enumerate(names):
-            try:
-                face = load_face(name, self.meta, detector)
-            except FacecmpError as exc:
-                errors[name] = str(exc)
-                continue
-            crops[i], ok[i], faces[name] = face.pixels, True, face
+        for i, (name, face) in enumerate(zip(names, load_faces(names, self.meta, detector))):
+            if isinstance(face, FacecmpError):
+                errors[name] = str(face)
+            else:
+                crops[i], ok[i], faces[name] = face.pixels, True, face
             if progress and ((i + 1) % 200 == 0 or i + 1 == len(names)):
                 print(f"\rreading faces: {i + 1}/{len(names)}", end="", file=sys.stderr, flush=True)
         if progress and names:

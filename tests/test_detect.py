@@ -192,3 +192,25 @@ def test_center_crop_face_replicates_borders():
     assert crop.shape == (64, 64, 3)
     assert crop[32, 0].mean() == 200  # replicated left edge, not black
     assert crop[32, -1].mean() == 0
+
+
+def test_load_faces_in_threads_matches_one_at_a_time_and_keeps_errors_in_place(tmp_path):
+    from facecmp.preprocess import load_face, load_faces
+
+    paths = []
+    for stem in LFW_SAMPLES[:4]:
+        lfw_image(stem)  # skips without the data
+        paths.append(DATA / "lfw" / stem.rsplit("_", 1)[0] / f"{stem}.jpg")
+    junk = tmp_path / "not_an_image.jpg"
+    junk.write_text("plain text")
+    paths.insert(2, junk)
+    meta = {"input_size": 64, "color": "gray", "mean": [0.5] * 3, "std": [0.5] * 3,
+            "crop": {"method": "align", "detector": "mtcnn"}}
+    threads = cv2.getNumThreads()
+    got = list(load_faces(paths, meta))
+    assert cv2.getNumThreads() == threads  # OpenCV's own thread count is given back
+    assert isinstance(got[2], FacecmpError) and "not_an_image.jpg" in str(got[2])
+    for path, face in zip(paths[:2] + paths[3:], got[:2] + got[3:]):
+        alone = load_face(path, meta)
+        assert np.array_equal(face.pixels, alone.pixels)
+        assert face.box == alone.box

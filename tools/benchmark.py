@@ -48,7 +48,7 @@ model, a, b, det, metric = sys.argv[1:6]
 det = None if det == "-" else det
 import numpy as np, facecmp.cli, facecmp.compare as cmp, facecmp.embedder as fe
 from facecmp import detect
-from facecmp.preprocess import load_face
+from facecmp.preprocess import load_faces
 lap("import_facecmp")
 from facecmp.runtime import import_paddle
 import_paddle(); lap("import_paddle")
@@ -56,7 +56,7 @@ emb = fe.Embedder(model); lap("model_load")
 if det or emb.meta["crop"].get("method") in ("align", "box"):
     detect._mtcnn()
 lap("detector_init")
-faces = [load_face(p, emb.meta, det) for p in (a, b)]; lap("detect_align")
+faces = list(load_faces([a, b], emb.meta, det)); lap("detect_align")
 e = emb.embed_crops(np.stack([f.pixels for f in faces]))
 cmp.metrics.DISTANCES[metric](e[:1], e[1:]); lap("embed")
 print(json.dumps(out))
@@ -302,14 +302,13 @@ def warm_compare(emb, pairs: list, metric: str, det: str | None) -> dict:
     """Per-pair latency, model loaded: compare_two's steps (read + detect + align both, embed, distance)."""
     from facecmp import metrics
     from facecmp.errors import FacecmpError
-    from facecmp.preprocess import load_face
+    from facecmp.preprocess import load_faces
     laps = []
     warm = min(5, len(pairs))  # oneDNN settles over the first few passes
     for i, pair in enumerate(pairs[:warm] + pairs):  # the first ones warm up
         t = time.perf_counter()
-        try:
-            faces = [load_face(p, emb.meta, det) for p in (pair.path_a, pair.path_b)]
-        except FacecmpError:
+        faces = list(load_faces([pair.path_a, pair.path_b], emb.meta, det))
+        if any(isinstance(f, FacecmpError) for f in faces):
             continue
         mid = time.perf_counter()
         e = emb.embed_crops(np.stack([f.pixels for f in faces]))
