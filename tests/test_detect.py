@@ -208,7 +208,7 @@ def test_load_faces_in_threads_matches_one_at_a_time_and_keeps_errors_in_place(t
             "crop": {"method": "align", "detector": "mtcnn"}}
     threads = cv2.getNumThreads()
     got = list(load_faces(paths, meta))
-    assert cv2.getNumThreads() == threads  # OpenCV's own thread count is given back
+    assert cv2.getNumThreads() == threads  # OpenCV's own thread count is left as it was
     assert isinstance(got[2], FacecmpError) and "not_an_image.jpg" in str(got[2])
     for path, face in zip(paths[:2] + paths[3:], got[:2] + got[3:]):
         alone = load_face(path, meta)
