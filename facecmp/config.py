@@ -82,6 +82,7 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 64
+    images_per_identity: int = 0  # K > 1: batches of batch_size / K people, K images each (facecmp/batches.py)
     lr: float = 1e-3
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"  # cosine | constant
@@ -154,6 +155,9 @@ def _check(cfg: Config) -> None:
             raise FacecmpError(f"config: {name} must be one of {', '.join(allowed)}, got '{value}'")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise FacecmpError("config: train.epochs and train.batch_size must be at least 1")
+    k = cfg.train.images_per_identity
+    if k and not 2 <= k <= cfg.train.batch_size:
+        raise FacecmpError(f"config: train.images_per_identity must be 0 (off) or 2 to the batch size, got {k}")
     for name in ("val_fraction", "val_into_train"):
         if not 0 <= getattr(cfg.data, name) <= 1:
             raise FacecmpError(f"config: data.{name} must be between 0 and 1")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import datasets, distill, modeldir, onednn, plots, runlog
+from facecmp import batches, datasets, distill, modeldir, onednn, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.errors import FacecmpError
@@ -297,13 +297,18 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False,
     train_ds = CropDataset(crops[train_idx], labels[train_idx], meta, cfg.data.augment,
                            cfg.train.seed + state["epoch"], subset(train_idx))
     val_ds = CropDataset(crops[val_idx], labels[val_idx], meta, targets=subset(val_idx)) if len(val_idx) else None
+    train_data = train_ds
+    if cfg.train.images_per_identity:
+        sampler = batches.IdentityBatchSampler(labels[train_idx], cfg.train.batch_size,
+                                               cfg.train.images_per_identity, cfg.train.seed, state["epoch"])
+        train_data = paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.train.num_workers)
     remaining = cfg.train.epochs - state["epoch"]
     if remaining > 0 and not _stopped_early(cfg, state):
         cb = RunCallback(cfg, out, state, meta, val_ds is not None)
         # Model.fit's own to_tensor call warns on every batch; it is Paddle's, not the user's
         with warnings.catch_warnings(), onednn.convolutions(net, cfg.train.onednn):
             warnings.filterwarnings("ignore", message="To copy construct from a tensor")
-            model.fit(train_ds, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
+            model.fit(train_data, val_ds, batch_size=cfg.train.batch_size, epochs=remaining,
                       shuffle=True, verbose=verbose,
                       log_freq=max(1, len(train_ds) // cfg.train.batch_size // 5),
                       num_workers=cfg.train.num_workers, callbacks=[cb])
