@@ -1,8 +1,9 @@
 """Score an average of several models' embeddings on a pair file (cosine, no flip).
 
 Each model embeds every distinct image once; the L2-normalised embeddings are averaged
-and the pairs scored by cosine distance: 10-fold accuracy, ROC AUC, the best threshold,
-and, with --threshold, the accuracy at a threshold fixed beforehand.
+and the pairs scored by cosine distance with `facecmp threshold-sweep`'s own pair
+handling, folds and figures, plus, with --threshold, the accuracy at a threshold fixed
+beforehand.
 
     python tools/ensemble_eval.py --pairs outputs/calib3/pairs.csv MODEL_DIR [MODEL_DIR ...]
         [--lfw-folds 1-5] [--threshold T]
@@ -20,9 +21,23 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facecmp import metrics  # noqa: E402
+from facecmp import metrics, sweep  # noqa: E402
 from facecmp.embedder import Embedder, l2_normalize  # noqa: E402
-from facecmp.pairs import read_pairs, select_folds  # noqa: E402
+
+
+class AveragedEmbedder:
+    """Several model directories as one embedder: the mean of their unit embeddings."""
+
+    def __init__(self, model_dirs: list[Path]) -> None:
+        self.members = [Embedder(m, flip=False) for m in model_dirs]
+        self.meta = self.members[0].meta
+        for m in self.members[1:]:
+            if any(m.meta.get(k) != self.meta.get(k) for k in ("input_size", "color", "crop", "mean", "std")):
+                raise SystemExit(f"error: {m.model_dir} cuts its faces differently from {self.members[0].model_dir}")
+
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """uint8 crops -> the unit-length mean of each member's unit embeddings."""
+        return l2_normalize(sum(l2_normalize(m.embed_crops(crops)) for m in self.members) / len(self.members))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,28 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lfw-folds", default=None)
     ap.add_argument("--threshold", type=float, default=None)
     args = ap.parse_args(argv)
-    pairs = read_pairs(args.pairs)
-    if args.lfw_folds:
-        pairs = select_folds(pairs, args.lfw_folds)
-    images = sorted({str(p) for pair in pairs for p in (pair.path_a, pair.path_b)})
-    index = {p: i for i, p in enumerate(images)}
-    total, ok = 0.0, np.ones(len(images), bool)
-    for model in args.models:
-        result = Embedder(model, flip=False).embed_files(images, progress=True)
-        total, ok = total + l2_normalize(result.vectors), ok & result.ok
-    emb = l2_normalize(total / len(args.models))
-    keep = [p for p in pairs if ok[index[str(p.path_a)]] and ok[index[str(p.path_b)]]]
-    a = emb[[index[str(p.path_a)] for p in keep]]
-    b = emb[[index[str(p.path_b)] for p in keep]]
-    d, s = metrics.cosine_distance(a, b), np.array([p.same for p in keep])
-    grid = metrics.default_grid(d, 2000)
-    best_thr, best_acc = metrics.best_threshold(d, s, grid)
-    folds = np.array([p.fold for p in keep]) if args.lfw_folds else 10
-    kf = metrics.kfold_accuracy(d, s, grid, folds)
-    out = {"pairs": len(keep), "of": len(pairs), "kfold": kf["mean"], "kfold_std": kf["std"],
-           "auc": metrics.roc_auc(d, s), "best_threshold": best_thr, "best_accuracy": best_acc}
+    pairs = sweep.load_pairs(args.pairs, None, args.lfw_folds)
+    pd = sweep.pair_distances(pairs, AveragedEmbedder(args.models), ["cosine"])
+    d = pd.distances["cosine"]
+    out = {"pairs": len(pd.pairs), "of": len(pairs),
+           **metrics.summarize(d, pd.issame, metrics.default_grid(d), sweep.fold_ids(pd.pairs, 10))}
     if args.threshold is not None:
-        out["accuracy_at_threshold"] = float(np.mean((d <= args.threshold) == s))
+        out["accuracy_at_threshold"] = float(np.mean((d <= args.threshold) == pd.issame))
     print(json.dumps(out, indent=1))
     return 0
 
