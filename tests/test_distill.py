@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import importlib.util
 import json
@@ -221,3 +222,19 @@ def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch
         "train": {"epochs": 1, "batch_size": 16, "flip_teacher": str(tmp_path / "other.npz")}})
     with pytest.raises(FacecmpError, match="made from"):
         train(mismatch, [root], tmp_path / "mismatch", verbose=0)
+
+
+def test_teacher_pool_keeps_one_image_people_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "tools"))
+    tool = importlib.import_module("teacher_embeddings")
+    root = make_class_tree(tmp_path / "faces", classes=4, per_class=2)
+    (root / "solo").mkdir()
+    (root / "person_00" / "000.png").rename(root / "solo" / "000.png")
+    (tmp_path / "skip.txt").write_text("person_01\n")
+    parser = argparse.ArgumentParser()
+    tool.add_pool_arguments(parser)
+    base = ["--data", str(root), "--exclude-list", str(tmp_path / "skip.txt"), "--out", "x"]
+    default = tool.pool_folder(parser.parse_args(base))
+    singles = tool.pool_folder(parser.parse_args(base + ["--min-images", "1"]))
+    assert default.classes == ["person_02", "person_03"] and len(default.paths) == 4
+    assert singles.classes == ["person_00", "person_02", "person_03", "solo"] and len(singles.paths) == 6

@@ -95,16 +95,18 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude-pairs", type=Path)
     parser.add_argument("--exclude-folds")
     parser.add_argument("--exclude-list", type=Path)
+    parser.add_argument("--min-images", type=int, default=2,
+                        help="smallest class kept, as the training config's data.min_images (default 2)")
     parser.add_argument("--limit", type=int, default=0, help="first N images only (for a quick check)")
     parser.add_argument("--out", type=Path, required=True)
 
 
 def pool_folder(args):
-    """The training pool, as `facecmp train` gathers it from the same options (2+ images per class)."""
+    """The training pool, as `facecmp train` gathers it from the same options (--min-images per class)."""
     exclude = read_identity_list(args.exclude_list) if args.exclude_list else set()
     if args.exclude_pairs:
         exclude |= pair_identities(args.exclude_pairs, args.exclude_folds)
-    return scan_classes(args.data, min_images=2, exclude=exclude)
+    return scan_classes(args.data, min_images=args.min_images, exclude=exclude)
 
 
 def training_paths(args) -> list[str]:
