@@ -47,7 +47,8 @@ def main() -> None:
 @click.option("--exclude-pairs", type=click.Path(path_type=Path),
               help="Leave out identities named in this LFW pairs file (test identities).")
 @click.option("--exclude-folds", default=None, help="Only the pairs of these folds, e.g. 1-5.")
-@click.option("--exclude-list", type=click.Path(path_type=Path), help="File of identity names to leave out.")
+@click.option("--exclude-list", multiple=True, type=click.Path(path_type=Path),
+              help="File of identity names to leave out; repeat to combine files.")
 @click.option("--init", "init", type=click.Path(path_type=Path),
               help="Start the backbone from this model directory's weights (transfer learning).")
 @friendly
@@ -55,7 +56,7 @@ def train(task, data, config, epochs, batch_size, out, resume, exclude_pairs, ex
           exclude_list, init) -> None:
     """Train a ResNet18 classifier with paddle.Model.fit and write a model directory."""
     from facecmp.config import load_config
-    from facecmp.datasets import read_identity_list
+    from facecmp.datasets import excluded_identities
 
     overrides = {"train": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}}
     if init:
@@ -64,11 +65,7 @@ def train(task, data, config, epochs, batch_size, out, resume, exclude_pairs, ex
         read_meta(init)  # a bad model directory fails before any data is read
         overrides["model"] = {"init": str(init)}
     cfg = load_config(task, config, overrides)
-    exclude = read_identity_list(exclude_list) if exclude_list else set()
-    if exclude_pairs:
-        from facecmp.pairs import pair_identities
-
-        exclude |= pair_identities(exclude_pairs, exclude_folds)
+    exclude = excluded_identities(exclude_list, exclude_pairs, exclude_folds)
     for root in data:  # fail before the slow Paddle import
         if not root.is_dir():
             raise FacecmpError(f"data folder {root} does not exist" if not root.exists()

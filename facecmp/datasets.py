@@ -8,12 +8,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from facecmp.errors import FacecmpError
 from facecmp.images import is_image_name
+from facecmp.pairs import pair_identities
 from facecmp.preprocess import load_face
 
 
@@ -217,3 +218,15 @@ def read_identity_list(path: Path) -> set[str]:
     except OSError as exc:
         raise FacecmpError(f"{path}: {exc.strerror or exc}") from None
     return {ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")}
+
+
+def excluded_identities(lists: Iterable[Path] = (), pairs: Path | None = None,
+                        folds: str | None = None) -> set[str]:
+    """Identity names to leave out of training: those of every list file, plus the people of
+    an LFW pairs file (only of its folds `folds`, e.g. "1-5", when given)."""
+    names: set[str] = set()
+    for path in lists:
+        names |= read_identity_list(path)
+    if pairs:
+        names |= pair_identities(pairs, folds)
+    return names

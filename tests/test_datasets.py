@@ -8,7 +8,7 @@ import pytest
 from conftest import make_class_tree
 
 from facecmp.config import Config
-from facecmp.datasets import prepare_crops, scan_classes, split_indices
+from facecmp.datasets import excluded_identities, prepare_crops, scan_classes, split_indices
 from facecmp.trainer import gather
 from facecmp.errors import FacecmpError
 
@@ -97,3 +97,15 @@ def test_part_of_the_validation_split_can_train_too(tmp_path):
     cfg.data.val_into_train = 1.0
     folder, train, val = gather(cfg, [tmp_path / "fer"], set())
     assert len(train) == 24 and len(val) == 0
+
+
+def test_excluded_identities_combine_lists_and_the_chosen_folds_of_a_pairs_file(tmp_path):
+    (tmp_path / "a.txt").write_text("# held out\nAnn\n\nBob\n")
+    (tmp_path / "b.txt").write_text("Cid\n")
+    pairs = tmp_path / "pairs.txt"  # LFW View 2 layout: 2 folds of 1 matched + 1 mismatched pair
+    pairs.write_text("2\t1\nDee\t1\t2\nEve\t1\tFay\t1\nGus\t1\t2\nHal\t1\tIda\t2\n")
+    assert excluded_identities([tmp_path / "a.txt", tmp_path / "b.txt"]) == {"Ann", "Bob", "Cid"}
+    assert excluded_identities([], pairs, "1") == {"Dee", "Eve", "Fay"}
+    assert excluded_identities([tmp_path / "b.txt"], pairs) == {"Cid", "Dee", "Eve", "Fay", "Gus", "Hal", "Ida"}
+    with pytest.raises(FacecmpError, match="missing.txt"):
+        excluded_identities([tmp_path / "missing.txt"])

@@ -224,16 +224,18 @@ def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch
         train(mismatch, [root], tmp_path / "mismatch", verbose=0)
 
 
-def test_teacher_pool_keeps_one_image_people_only_when_asked(tmp_path, monkeypatch):
+def test_teacher_pool_keeps_one_image_people_only_when_asked_and_combines_exclude_lists(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "tools"))
     tool = importlib.import_module("teacher_embeddings")
-    root = make_class_tree(tmp_path / "faces", classes=4, per_class=2)
+    root = make_class_tree(tmp_path / "faces", classes=5, per_class=2)
     (root / "solo").mkdir()
     (root / "person_00" / "000.png").rename(root / "solo" / "000.png")
     (tmp_path / "skip.txt").write_text("person_01\n")
+    (tmp_path / "skip2.txt").write_text("# a second list\nperson_04\n")
     parser = argparse.ArgumentParser()
     tool.add_pool_arguments(parser)
-    base = ["--data", str(root), "--exclude-list", str(tmp_path / "skip.txt"), "--out", "x"]
+    base = ["--data", str(root), "--exclude-list", str(tmp_path / "skip.txt"),
+            "--exclude-list", str(tmp_path / "skip2.txt"), "--out", "x"]
     default = tool.pool_folder(parser.parse_args(base))
     singles = tool.pool_folder(parser.parse_args(base + ["--min-images", "1"]))
     assert default.classes == ["person_02", "person_03"] and len(default.paths) == 4

@@ -31,9 +31,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facecmp.datasets import read_identity_list, scan_classes  # noqa: E402
+from facecmp.datasets import excluded_identities, scan_classes  # noqa: E402
 from facecmp.errors import FacecmpError  # noqa: E402
-from facecmp.pairs import pair_identities  # noqa: E402
 
 TEACHER = "dlib_face_recognition_resnet_model_v1 (face_recognition_models 0.3.0), 5-point landmarks in the MTCNN box"
 DIM = 128
@@ -94,7 +93,7 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, action="append", required=True)
     parser.add_argument("--exclude-pairs", type=Path)
     parser.add_argument("--exclude-folds")
-    parser.add_argument("--exclude-list", type=Path)
+    parser.add_argument("--exclude-list", type=Path, action="append", default=[])
     parser.add_argument("--min-images", type=int, default=2,
                         help="smallest class kept, as the training config's data.min_images (default 2)")
     parser.add_argument("--limit", type=int, default=0, help="first N images only (for a quick check)")
@@ -103,9 +102,7 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
 
 def pool_folder(args):
     """The training pool, as `facecmp train` gathers it from the same options (--min-images per class)."""
-    exclude = read_identity_list(args.exclude_list) if args.exclude_list else set()
-    if args.exclude_pairs:
-        exclude |= pair_identities(args.exclude_pairs, args.exclude_folds)
+    exclude = excluded_identities(args.exclude_list, args.exclude_pairs, args.exclude_folds)
     return scan_classes(args.data, min_images=args.min_images, exclude=exclude)
 
 
