@@ -2,8 +2,8 @@
 
 Each model embeds every distinct image once; the L2-normalised embeddings are averaged
 and the pairs scored by cosine distance with `facecmp threshold-sweep`'s own pair
-handling, folds and figures, plus, with --threshold, the accuracy at a threshold fixed
-beforehand.
+handling, folds and figures, plus, with --threshold, the figures at a threshold fixed
+beforehand (accuracy, precision, recall).
 
     python tools/ensemble_eval.py --pairs outputs/calib3/pairs.csv MODEL_DIR [MODEL_DIR ...]
         [--lfw-folds 1-5] [--threshold T]
@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     d = pd.distances["cosine"]
     out = {"pairs": len(pd.pairs), "of": len(pairs),
            **metrics.summarize(d, pd.issame, metrics.default_grid(d), sweep.fold_ids(pd.pairs, 10))}
-    if args.threshold is not None:
-        out["accuracy_at_threshold"] = float(np.mean((d <= args.threshold) == pd.issame))
+    if args.threshold is not None:  # laid out as threshold-sweep's at_calibrated_threshold
+        out["at_threshold"] = {"threshold": args.threshold, **metrics.confusion(d, pd.issame, args.threshold)}
     print(json.dumps(out, indent=1))
     return 0
 
