@@ -1,11 +1,14 @@
 """The one configuration schema: dataclass defaults, a YAML per task, overrides on top.
 
+A user YAML may name a `base:` file (relative to its own folder; bases may have bases):
+the chain is applied base first, nested mappings merged key by key, lists replaced.
 Unknown keys are an error so that a typo never silently trains the wrong thing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,18 +129,21 @@ _CHOICES = {
 }
 
 
-def _merge(obj: Any, values: dict, where: str) -> Any:
-    """Return a copy of dataclass obj with values applied; unknown keys raise."""
+def _merge(obj: Any, values: dict, where: str, source: str = "config") -> Any:
+    """Return a copy of dataclass obj with values applied; unknown keys raise.
+
+    source starts each error message ("config" or "config FILE").
+    """
     if not isinstance(values, dict):
-        raise FacecmpError(f"config {where or 'root'}: expected a mapping, got {values!r}")
+        raise FacecmpError(f"{source} {where or 'root'}: expected a mapping, got {values!r}")
     known = {f.name: f for f in dataclasses.fields(obj)}
     changes = {}
     for key, value in values.items():
         if key not in known:
-            raise FacecmpError(f"config: unknown key '{where}{key}' (known: {', '.join(known)})")
+            raise FacecmpError(f"{source}: unknown key '{where}{key}' (known: {', '.join(known)})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            changes[key] = _merge(current, value or {}, f"{where}{key}.")
+            changes[key] = _merge(current, value or {}, f"{where}{key}.", source)
         else:
             changes[key] = value
     return dataclasses.replace(obj, **changes)
@@ -176,14 +182,51 @@ def read_yaml(path: Path) -> dict:
     return values
 
 
+def read_config_chain(path: Path) -> list[tuple[Path, dict]]:
+    """The YAML at path and the files its `base:` keys name, as (file, mapping) pairs, base first.
+
+    A base path is relative to the folder of the file that names it. The `base` key is
+    removed from each mapping. A non-string base, a missing base file or a cycle is a
+    one-line FacecmpError naming the file.
+    """
+    chain: list[tuple[Path, dict]] = []
+    seen: list[Path] = []
+    current = Path(path)
+    while True:
+        seen.append(current.resolve())
+        values = read_yaml(current)
+        chain.append((current, values))
+        if "base" not in values:
+            return chain[::-1]
+        base = values.pop("base")
+        if not isinstance(base, str) or not base.strip():
+            raise FacecmpError(f"config {current}: base must be a file path, got {base!r}")
+        parent = current.parent / base
+        shown = Path(os.path.normpath(parent))  # for messages; '..' after a symlink differs
+        if not parent.is_file():
+            what = "is not a file" if parent.exists() else "does not exist"
+            raise FacecmpError(f"config {current}: base {shown} {what}")
+        if parent.resolve() in seen:
+            cycle = " -> ".join([str(f) for f, _ in chain] + [str(shown)])
+            raise FacecmpError(f"config {current}: base cycle ({cycle})")
+        current = shown if shown.resolve() == parent.resolve() else parent
+
+
 def load_config(task: str, path: Path | None = None, overrides: dict | None = None) -> Config:
-    """Resolve a config: schema defaults, then the task's YAML, then a user YAML, then overrides."""
+    """Resolve a config: schema defaults, the task's YAML, a user YAML (its bases first), overrides.
+
+    A `task` key in the user YAML or its bases must name the task being resolved.
+    """
     if task not in TASKS:
         raise FacecmpError(f"unknown task '{task}' (choose {', '.join(TASKS)})")
     cfg = _merge(Config(), read_yaml(TASK_CONFIG_DIR / f"{task}.yaml"), "")
     cfg = dataclasses.replace(cfg, task=task)
     if path is not None:
-        cfg = _merge(cfg, read_yaml(path), "")
+        for file, values in read_config_chain(path):
+            if values.get("task", task) != task:
+                raise FacecmpError(f"config {file}: written for task '{values['task']}', not '{task}' "
+                                   f"(choose it with --task)")
+            cfg = _merge(cfg, values, "", f"config {file}")
     cfg = _merge(cfg, overrides or {}, "")
     _check(cfg)
     return cfg
