@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecmp.datasets import cache_dir
+from facecmp.cropcache import cache_dir
 from facecmp.errors import FacecmpError
 from facecmp.modeldir import BACKBONE, HEAD
 from facecmp.runtime import cpu_count, import_paddle

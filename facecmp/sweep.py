@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from facecmp import metrics, plots
+from facecmp.cropcache import prepare_crops
 from facecmp.errors import FacecmpError
-from facecmp.datasets import prepare_crops
 from facecmp.pairs import Pair, missing_images, read_pairs, select_folds
 from facecmp.preprocess import with_detector
 

@@ -8,7 +8,8 @@ import pytest
 from conftest import make_class_tree
 
 from facecmp.config import Config
-from facecmp.datasets import excluded_identities, prepare_crops, scan_classes, split_indices
+from facecmp.cropcache import prepare_crops
+from facecmp.datasets import excluded_identities, scan_classes, split_indices
 from facecmp.trainer import gather
 from facecmp.errors import FacecmpError
 
@@ -64,7 +65,7 @@ def test_prepare_skips_and_reports_unreadable_files(tmp_path):
 def test_crop_cache_follows_file_content_not_modification_time(tmp_path, monkeypatch):
     import os
 
-    from facecmp import datasets
+    from facecmp import cropcache
 
     root = make_class_tree(tmp_path / "d", classes=2, per_class=2)
     folder = scan_classes([root])
@@ -72,8 +73,8 @@ def test_crop_cache_follows_file_content_not_modification_time(tmp_path, monkeyp
     for path in folder.paths:  # as after copying or unpacking the data again
         os.utime(path, (1e9, 1e9))
     calls = []
-    real_map = datasets._map_chunks
-    monkeypatch.setattr(datasets, "_map_chunks", lambda *a: calls.append(1) or real_map(*a))
+    real_map = cropcache._map_chunks
+    monkeypatch.setattr(cropcache, "_map_chunks", lambda *a: calls.append(1) or real_map(*a))
     again, _, _ = prepare_crops(folder.paths, META, progress=False)
     assert not calls and np.array_equal(again, crops)
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder.paths[0])  # new content

@@ -51,7 +51,7 @@ def test_losses_take_integer_labels_and_match_their_formula(loss, gamma, smoothi
 
     from facecmp.config import load_config
     from facecmp.models import paddle
-    from facecmp.trainer import make_loss
+    from facecmp.losses import make_loss
 
     cfg = load_config("expression", overrides={"train": {"loss": loss, "focal_gamma": gamma,
                                                          "label_smoothing": smoothing}})

@@ -90,6 +90,21 @@ def test_killed_run_resumes_without_losing_an_epoch(tmp_path):
     assert [int(r["epoch"]) for r in _log(out)] == [1, 2, 3]
 
 
+def test_resume_with_no_completed_epoch_starts_afresh(tmp_path):
+    from facecmp.config import load_config, save_config
+
+    root = make_class_tree(tmp_path / "d", classes=3, per_class=6)
+    killed = tmp_path / "killed"  # as a run killed before its first epoch ended leaves it
+    killed.mkdir()
+    save_config(load_config("identity"), killed / "config.yaml")
+    for out in (tmp_path / "never-started", killed):
+        res = CliRunner().invoke(main, ["train", "--data", str(root), "--epochs", "1", "--batch-size", "8",
+                                        "--out", str(out), "--resume"])
+        assert res.exit_code == 0, res.output
+        assert "starting afresh" in res.output
+        assert [r["epoch"] for r in _log(out)] == ["1"] and (out / "model" / "meta.json").is_file()
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):

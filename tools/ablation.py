@@ -37,9 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from facecmp import datasets, trainer  # noqa: E402
 from facecmp.config import load_config  # noqa: E402
+from facecmp.cropcache import prepare_crops  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
 from facecmp.errors import FacecmpError  # noqa: E402
 from facecmp.preprocess import to_tensor_batch  # noqa: E402
+from facecmp.runcallback import RunEpochCallback  # noqa: E402
 from facecmp.trainer import split_dir  # noqa: E402
 
 
@@ -106,7 +108,7 @@ class TestSet:
         key = json.dumps({k: meta.get(k) for k in ("input_size", "color", "mean", "std", "crop")},
                          sort_keys=True)
         if key not in self._crops:
-            crops, ok, _ = datasets.prepare_crops(self.paths, meta, progress=False)
+            crops, ok, _ = prepare_crops(self.paths, meta, progress=False)
             self._crops[key] = crops[ok], self.labels[ok]
         crops, labels = self._crops[key]
         paddle = trainer.paddle
@@ -122,24 +124,25 @@ class TestSet:
         return hits / len(labels)
 
 
-def scoring_callback(test: TestSet, rows: list[dict], tag: dict):
-    """A RunCallback subclass that also scores the test set after every epoch."""
+class ScoringCallback(RunEpochCallback):
+    """Scores the test set after every epoch the run has logged and saved."""
 
-    class ScoringCallback(trainer.RunCallback):
-        def _finish(self) -> None:
-            if self.meta.get("classes") != test.classes:
-                raise SystemExit(f"training classes {self.meta.get('classes')} differ from the "
-                                 f"test classes {test.classes}")
-            super()._finish()
-            last = self.state["rows"][-1]
-            acc = test.accuracy(self.model.network, self.meta)
-            rows.append({**tag, "epoch": last["epoch"], "test_acc": round(acc, 6),
-                         "val_acc": last.get("val_acc"), "train_acc": last.get("acc"),
-                         "seconds": last.get("seconds")})
-            print(f"  {tag['variant']} seed {tag['seed']} epoch {last['epoch']}: "
-                  f"test acc {acc:.4f}", flush=True)
+    def __init__(self, test: TestSet, rows: list[dict], tag: dict) -> None:
+        super().__init__()
+        self.test, self.rows, self.tag = test, rows, tag
 
-    return ScoringCallback
+    def on_run_epoch_end(self, row: dict, meta: dict) -> None:
+        """Append the epoch's test accuracy (beside its validation and training accuracy) to rows."""
+        test, tag = self.test, self.tag
+        if meta.get("classes") != test.classes:
+            raise SystemExit(f"training classes {meta.get('classes')} differ from the "
+                             f"test classes {test.classes}")
+        acc = test.accuracy(self.model.network, meta)
+        self.rows.append({**tag, "epoch": row["epoch"], "test_acc": round(acc, 6),
+                          "val_acc": row.get("val_acc"), "train_acc": row.get("acc"),
+                          "seconds": row.get("seconds")})
+        print(f"  {tag['variant']} seed {tag['seed']} epoch {row['epoch']}: "
+              f"test acc {acc:.4f}", flush=True)
 
 
 def run_one(args, spec: dict, variant: str, seed: int, test: TestSet) -> list[dict]:
@@ -161,12 +164,8 @@ def run_one(args, spec: dict, variant: str, seed: int, test: TestSet) -> list[di
                        **({"batch_size": args.batch_size} if args.batch_size else {})}}
     cfg = load_config(spec["task"], None, deep_merge(overrides, fixed))
     rows: list[dict] = []
-    original = trainer.RunCallback
-    trainer.RunCallback = scoring_callback(test, rows, {"variant": variant, "seed": seed})
-    try:
-        trainer.train(cfg, [root], run_dir, verbose=0)
-    finally:
-        trainer.RunCallback = original
+    scoring = ScoringCallback(test, rows, {"variant": variant, "seed": seed})
+    trainer.train(cfg, [root], run_dir, verbose=0, callbacks=[scoring])
     done.write_text(json.dumps({"budget": budget, "rows": rows}, indent=1))
     return rows
 

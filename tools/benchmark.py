@@ -142,7 +142,8 @@ def paddle_train_ips(crops: np.ndarray, labels: np.ndarray, classes: int, meta: 
     from facecmp import onednn
     from facecmp.config import load_config
     from facecmp.models import build_net, paddle
-    from facecmp.trainer import CropDataset, make_loss
+    from facecmp.losses import make_loss
+    from facecmp.trainer import CropDataset
     cfg, size, ends = load_config("identity"), int(meta["input_size"]), []
     paddle.seed(0)
     net = build_net(cfg.model, classes)

@@ -34,7 +34,8 @@ from facecmp.errors import FacecmpError  # noqa: E402
 def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tuple[np.ndarray, dict]:
     """N x 512 flip-averaged embeddings of paths' aligned crops (NaN rows where no face was
     found), and the model's image convention."""
-    from facecmp.datasets import image_convention, prepare_crops
+    from facecmp.cropcache import prepare_crops
+    from facecmp.datasets import image_convention
     from facecmp.embedder import Embedder
 
     emb = Embedder(model, flip=True)

@@ -1,0 +1,119 @@
+"""The prepared-crop cache: every image decoded and cropped once, kept on disk by file
+content and crop convention, in worker processes when face detection makes it slow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facecmp.datasets import image_convention
+from facecmp.errors import FacecmpError
+from facecmp.preprocess import load_face
+
+
+def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
+    # By content, not modification time: a data set copied or unpacked again keeps its
+    # crops (hashing ~27k face images costs a few seconds; detecting them, minutes).
+    h = hashlib.sha1()
+    h.update(json.dumps(image_convention(meta), sort_keys=True).encode())
+    for p in map(Path, paths):
+        try:
+            stamp = hashlib.sha1(p.read_bytes()).hexdigest()
+        except OSError:  # a missing file is reported by its crop, not here
+            stamp = "missing"
+        h.update(f"{p.resolve()}|{stamp}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path:
+    """Where prepared crops are cached: $FACECMP_CACHE or ~/.cache/facecmp."""
+    return Path(os.environ.get("FACECMP_CACHE", Path.home() / ".cache" / "facecmp"))
+
+
+def prepare_crops(paths: list[Path], meta: dict[str, Any], progress: bool = True
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode and crop every image once (cached on disk by file list and crop convention).
+
+    Returns (crops uint8 N x S x S x C, ok mask, one-line problems). Files that cannot be
+    read or hold no face are left out of the mask and reported, never fatal.
+    """
+    key = _cache_key(paths, meta)
+    cached = cache_dir() / f"crops-{key}.npz"
+    if cached.exists():
+        with np.load(cached, allow_pickle=False) as z:
+            return z["crops"], z["ok"], list(z["problems"])
+    size, chans = int(meta["input_size"]), 1 if meta.get("color") == "gray" else 3
+    crops = np.zeros((len(paths), size, size, chans), dtype=np.uint8)
+    ok = np.zeros(len(paths), dtype=bool)
+    problems: list[str] = []
+    chunks = [list(range(i, min(i + 64, len(paths)))) for i in range(0, len(paths), 64)]
+    done = 0
+    for idx, results in zip(chunks, _map_chunks(paths, meta, chunks)):
+        for i, (pixels, problem) in zip(idx, results):
+            if problem is None:
+                crops[i], ok[i] = pixels, True
+            else:
+                problems.append(problem)
+        done += len(idx)
+        if progress:
+            print(f"\rpreparing crops: {done}/{len(paths)}", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(".tmp.npz")
+    np.savez(tmp, crops=crops, ok=ok, problems=np.asarray(problems, dtype=str))
+    os.replace(tmp, cached)
+    return crops, ok, problems
+
+
+def _crop_chunk(paths: list[Path], meta: dict[str, Any]) -> list[tuple[np.ndarray | None, str | None]]:
+    out = []
+    for path in paths:
+        try:
+            out.append((load_face(path, meta).pixels, None))
+        except FacecmpError as exc:
+            out.append((None, str(exc)))
+    return out
+
+
+def _worker_init() -> None:
+    # each worker is one of several processes on the machine: one thread apiece
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    if sys.platform.startswith("linux"):  # die with the parent, however it ends (kill -9 too)
+        import ctypes
+        import signal
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _map_chunks(paths: list[Path], meta: dict[str, Any], chunks: list[list[int]]):
+    """Crop chunks of images, in worker processes when a detector makes it worth it."""
+    from facecmp.runtime import cpu_count
+
+    jobs = [[paths[i] for i in idx] for idx in chunks]
+    if meta["crop"].get("method") != "align" or cpu_count() < 2 or len(paths) < 256:
+        return (_crop_chunk(job, meta) for job in jobs)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may already run Paddle's thread pools
+    pool = ProcessPoolExecutor(cpu_count(), mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+    return _closing(pool, pool.map(_crop_chunk, jobs, [meta] * len(jobs)))
+
+
+def _closing(pool, results):
+    try:
+        yield from results
+    finally:
+        pool.shutdown(cancel_futures=True)

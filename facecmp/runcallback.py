@@ -1,0 +1,102 @@
+"""The training run's own Paddle callback: LR schedule, margin warm-up, log.csv, checkpoints,
+early stop; and the hook other callbacks use to follow the run's epochs."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from facecmp import modeldir, plots, runlog
+from facecmp.config import Config
+from facecmp.models import paddle
+
+
+class RunEpochCallback(paddle.callbacks.Callback):
+    """A callback for facecmp.trainer.train that is also told of each epoch once the run has
+    logged and saved it (Paddle's own epoch events come before the validation pass ends)."""
+
+    def on_run_epoch_end(self, row: dict[str, Any], meta: dict[str, Any]) -> None:
+        """The epoch's log.csv row and the meta.json its model was saved with."""
+
+
+class RunCallback(paddle.callbacks.Callback):
+    """Per-epoch bookkeeping: LR schedule, margin warm-up, log.csv, checkpoints, early stop."""
+
+    def __init__(self, cfg: Config, run_dir: Path, state: dict, meta: dict, has_val: bool,
+                 followers: Sequence[RunEpochCallback] = ()):
+        super().__init__()
+        self.cfg, self.run_dir, self.state, self.meta, self.has_val = cfg, run_dir, state, meta, has_val
+        self.followers = list(followers)
+        self.row: dict[str, Any] = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        e, t = self.state["epoch"], self.cfg.train
+        lr = t.lr * (0.5 * (1 + math.cos(math.pi * e / t.epochs)) if t.lr_schedule == "cosine" else 1.0)
+        self.model._optimizer.set_lr(lr)
+        head = self.model.network.head
+        if hasattr(head, "margin") and self.cfg.model.margin_warmup_epochs > 0:
+            head.margin = self.cfg.model.margin * min(1.0, e / self.cfg.model.margin_warmup_epochs)
+        self.row = {"epoch": e + 1, "lr": round(lr, 8), "_t0": time.time()}
+        self.sums = {"train": [0.0, 0], "eval": [0.0, 0]}
+
+    def _add_loss(self, mode: str, logs) -> None:
+        # Paddle reports each batch's loss; the log wants the epoch mean
+        n = int((logs or {}).get("batch_size", 1))
+        self.sums[mode][0] += _scalar(logs.get("loss")) * n
+        self.sums[mode][1] += n
+
+    def _mean(self, mode: str) -> float | None:
+        total, n = self.sums[mode]
+        return round(total / n, 6) if n else None
+
+    def on_train_batch_end(self, step, logs=None):
+        self._add_loss("train", logs)
+
+    def on_eval_batch_end(self, step, logs=None):
+        self._add_loss("eval", logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.row.update(loss=self._mean("train"), acc=_scalar((logs or {}).get("acc")))
+        if not self.has_val:
+            self._finish()
+
+    def on_eval_end(self, logs=None):
+        self.row.update(val_loss=self._mean("eval"), val_acc=_scalar((logs or {}).get("acc")))
+        self._finish()
+
+    def _finish(self) -> None:
+        seconds = round(time.time() - self.row.pop("_t0"), 1)
+        row = {**self.row, "seconds": seconds}
+        st = self.state
+        st["epoch"] += 1
+        st["rows"].append(row)
+        score = row.get("val_acc") if self.has_val else row["acc"]
+        meta, with_head = {**self.meta, "epochs_trained": st["epoch"]}, self.cfg.task != "identity"
+        if score is not None and score > st.get("best", -1.0):
+            st.update(best=score, best_epoch=st["epoch"], wait=0)
+            modeldir.save_model(self.run_dir / "model", self.model.network, meta, with_head=with_head)
+        else:
+            st["wait"] = st.get("wait", 0) + 1
+        if self.cfg.train.keep_epochs:  # e.g. to average the last epochs (tools/average_weights.py)
+            modeldir.save_model(self.run_dir / "epochs" / f"{st['epoch']:02d}", self.model.network, meta,
+                                with_head=with_head)
+        runlog.save_checkpoint(self.model, self.run_dir, st)
+        runlog.write_log(st["rows"], self.run_dir / "log.csv")
+        plots.training_curves(st["rows"], self.run_dir / "curves.png")  # kept current if interrupted
+        patience = self.cfg.train.patience
+        if self.has_val and patience > 0 and st["wait"] >= patience:
+            print(f"early stopping: no validation gain for {patience} epochs", flush=True)
+            self.model.stop_training = True
+        for follower in self.followers:
+            follower.on_run_epoch_end(row, meta)
+
+
+def _scalar(v) -> float | None:
+    if v is None:
+        return None
+    v = v[0] if isinstance(v, (list, tuple)) else v
+    return round(float(np.asarray(v).reshape(-1)[0]), 6)
