@@ -205,6 +205,8 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
         counts = cmp.compare_pairs(embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
         click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
                    f"{counts['error']} errors")
+        if counts["error"] == len(pairs):
+            sys.exit(1)
         return
     result = cmp.compare_two(embedder, images[0], images[1], metric, threshold, detector)
     if as_json:

@@ -11,3 +11,9 @@ class NoFaceError(FacecmpError):
     """No face was found in an image."""
 
     exit_code = 3
+
+
+class NothingDoneError(FacecmpError):
+    """A batch command could do none of its items (each failed on its own and was reported)."""
+
+    exit_code = 1

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from facecmp import plots
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, NothingDoneError
 from facecmp.images import is_image_name
 
 MAX_ERROR_IMAGES = 64
@@ -130,7 +130,8 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
             item = (crop, clf.classes[label], res["label"], res["probabilities"][res["label"]])
             _keep_sample(wrong, item, n_wrong, rng)
     if not true:
-        raise FacecmpError(f"none of the {len(paths)} images in {data_dir} could be classified")
+        raise NothingDoneError(f"none of the {len(paths)} images in {data_dir} could be classified "
+                               f"(first: {failed[0]})")
     cm = confusion_matrix(np.asarray(true), np.asarray(pred), len(clf.classes))
     summary = {**classification_metrics(cm, clf.classes), "failed": len(failed),
                "failures": failed[:100], "model": str(model_dir), "data": str(data_dir),

@@ -12,7 +12,7 @@ import numpy as np
 
 from facecmp import metrics, plots
 from facecmp.cropcache import prepare_crops
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, NothingDoneError
 from facecmp.pairs import Pair, missing_images, read_pairs, select_folds
 from facecmp.preprocess import with_detector
 
@@ -32,14 +32,21 @@ class PairDistances:
 
 
 def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) -> list[Pair]:
-    """Read a pairs file, restrict it to some folds, and refuse to silently drop pairs."""
+    """Read a pairs file and restrict it to some folds; refuse it when most images are missing.
+
+    A few missing images only fail their pairs (reported like unreadable ones), but when more
+    than half the images are missing the --images root is almost surely wrong, and scoring
+    what is left would silently shift the folds.
+    """
     pairs = read_pairs(pairs_file, images_root)
     if folds:
         pairs = select_folds(pairs, folds)
     missing = missing_images(pairs)
-    if missing:
+    named = {path for pair in pairs for path in (pair.path_a, pair.path_b)}
+    if 2 * len({path for _, path in missing}) > len(named):
+        n_pairs = len({p.line for p, _ in missing})
         first = ", ".join(f"line {p.line}: {path}" for p, path in missing[:3])
-        raise FacecmpError(f"{len(missing)} pairs name missing images ({first}{', ...' if len(missing) > 3 else ''});"
+        raise FacecmpError(f"{n_pairs} pairs name missing images ({first}{', ...' if len(missing) > 3 else ''});"
                            " fix --images or the pairs file")
     return pairs
 
@@ -80,7 +87,7 @@ def fold_ids(pairs: list[Pair], k: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = np.zeros(len(pairs), dtype=int)
     for label in (True, False):
-        idx = rng.permutation([i for i, p in enumerate(pairs) if p.same == label])
+        idx = rng.permutation(np.flatnonzero([p.same == label for p in pairs]))  # ints even if none
         out[idx] = np.arange(len(idx)) % k + 1
     return out
 
@@ -92,6 +99,10 @@ def run_sweep(pd: PairDistances, grid: str | None, folds: np.ndarray, out: Path,
     `calibrated` (metric -> threshold, from the model's meta.json) adds the figures at the
     model's own threshold: the number a user of `compare` actually gets.
     """
+    if len(pd.pairs) == 0 and pd.failed:
+        _, pair, error = pd.failed[0]
+        raise NothingDoneError(f"none of the {len(pd.failed)} pairs could be scored "
+                               f"(first: line {pair.line}: {error})")
     if len(pd.pairs) == 0 or pd.issame.all() or not pd.issame.any():
         raise FacecmpError("the sweep needs both same and different pairs with readable faces")
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +149,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                      f"{k['folds']}-fold accuracy {k['mean']:.4f} ± {k['std']:.4f}; AUC {s['roc_auc']:.4f}; "
                      f"EER {s['eer']:.4f}; TAR@FAR=1e-2 {'n/a' if tar is None else f'{tar:.4f}'}")
     if summary.get("failed_pairs"):
-        lines.append(f"{len(summary['failed_pairs'])} pairs had an unreadable image or no face "
+        lines.append(f"{len(summary['failed_pairs'])} pairs had a missing or unreadable image or no face "
                      "(listed in summary.json) and were not scored")
     return lines
 

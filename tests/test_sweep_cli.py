@@ -69,9 +69,10 @@ def test_malformed_and_missing_pairs_are_reported(tiny_model, tiny_tree, tmp_pat
     assert res.exit_code != 0 and "bad.txt:3" in res.output and "Traceback" not in res.output
     csv = tmp_path / "missing.csv"
     img = next((tiny_tree / "person_00").iterdir())
-    csv.write_text(f"path_a,path_b,same\n{img},{tmp_path / 'gone.png'},1\n{img},{img},1\n")
+    # most images missing: a wrong --images root, refused (a few only fail their pairs)
+    csv.write_text(f"path_a,path_b,same\n{img},{tmp_path / 'gone.png'},1\n{tmp_path / 'gone2.png'},{img},0\n")
     res = _run("threshold-sweep", "--model", tiny_model, "--pairs", csv, "--out", tmp_path / "s")
-    assert res.exit_code != 0 and "1 pairs name missing images" in res.output and "line 2" in res.output
+    assert res.exit_code != 0 and "2 pairs name missing images" in res.output and "line 2" in res.output
 
 
 def test_bad_grid_and_bad_model_fail_fast(tiny_tree, tmp_path):
