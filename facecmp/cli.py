@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
+from facecmp.config import TASKS
 from facecmp.errors import FacecmpError
+from facecmp.metrics import METRICS
+from facecmp.preprocess import DETECTOR_CHOICES
 
 
 def friendly(func):
@@ -35,8 +38,8 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--task", type=click.Choice(["identity", "mask", "expression"]), default="identity",
-              show_default=True)
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="Default: the task the --config file names, else identity.")
 @click.option("--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
               help="Class folders root/<class>/*.jpg; repeat to combine data sets.")
 @click.option("--config", type=click.Path(path_type=Path), help="YAML of overrides to the task's defaults.")
@@ -93,7 +96,7 @@ def _image_files(items) -> list[Path]:
 
 MODEL_OPT = click.option("--model", type=click.Path(path_type=Path),
                          help="Model directory (default: the bundled identity model).")
-DETECTOR_OPT = click.option("--detector", type=click.Choice(["mtcnn", "haar", "none"]), default=None,
+DETECTOR_OPT = click.option("--detector", type=click.Choice(DETECTOR_CHOICES), default=None,
                             help="Override the model's crop convention (none: inputs are crops).")
 FLIP_OPT = click.option("--flip/--no-flip", default=None,
                         help="Average with the mirrored face (default: per model).")
@@ -116,18 +119,13 @@ CROPS_OPT = click.option("--crops", type=click.Choice(["1", "5"]), default=None,
 @friendly
 def embed(model, images, out, normalize, flip, detector) -> None:
     """Embed images (files or folders) into an .npz of paths and 512-d vectors."""
-    from facecmp.zoo import resolve_model
+    import facecmp
 
     files = _image_files(images)
-    model_dir = resolve_model(model)
-    from facecmp.embedder import Embedder, l2_normalize, save_npz
-
-    embedder = Embedder(model_dir, flip=flip)
-    result = embedder.embed_files(files, detector=detector, progress=len(files) > 50)
-    if normalize:
-        result.vectors = l2_normalize(result.vectors)
-    save_npz(result, out, embedder.meta, normalize)
-    for path, err in result.errors.items():
+    result = facecmp.embed(files, facecmp.load_model(model, flip=flip), detector, normalize,
+                           progress=len(files) > 50)
+    result.save(out)
+    for err in result.errors.values():
         click.echo(f"skipped: {err}", err=True)
     click.echo(f"embedded {int(result.ok.sum())} of {len(files)} images -> {out}")
     if not result.ok.any():
@@ -140,7 +138,7 @@ def embed(model, images, out, normalize, flip, detector) -> None:
               help="LFW pairs file or CSV path_a,path_b,same.")
 @click.option("--images", type=click.Path(path_type=Path), help="Root the pair paths are relative to.")
 @click.option("--lfw-folds", help="Only these folds of the pairs file, e.g. 1-5.")
-@click.option("--metric", type=click.Choice(["euclid", "cosine", "both"]), default="both", show_default=True)
+@click.option("--metric", type=click.Choice([*METRICS, "both"]), default="both", show_default=True)
 @click.option("--thresholds", help="START:STOP:STEP grid (e.g. the paper's 0:20:1); default from the data.")
 @click.option("--folds", type=click.IntRange(2), default=10, show_default=True,
               help="k for k-fold accuracy when the pairs file has no folds of its own.")
@@ -152,18 +150,16 @@ def embed(model, images, out, normalize, flip, detector) -> None:
 def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, folds, out,
                     save_threshold, flip, detector) -> None:
     """Sweep distance thresholds over same/different pairs and report verification metrics."""
-    from facecmp import metrics, sweep
-    from facecmp.zoo import resolve_model
+    import facecmp
+    from facecmp import metrics, scoring, sweep
 
     if thresholds:
         metrics.parse_grid(thresholds)  # fail on a bad grid before any work
     pairs = sweep.load_pairs(pairs_file, images, lfw_folds)
-    model_dir = resolve_model(model)
-    from facecmp.embedder import Embedder
-
-    embedder = Embedder(model_dir, flip=flip)
-    names = ["euclid", "cosine"] if metric == "both" else [metric]
-    pd = sweep.pair_distances(pairs, embedder, names, detector)
+    fm = facecmp.load_model(model, flip=flip)
+    embedder, model_dir = fm.embedder, fm.path
+    names = list(metrics.METRICS) if metric == "both" else [metric]
+    pd = scoring.pair_distances(pairs, embedder, names, detector)
     calibrated = embedder.meta.get("thresholds") or {}
     summary = sweep.run_sweep(pd, thresholds, sweep.fold_ids(pd.pairs, folds), out, calibrated)
     for line in sweep.summary_lines(summary):
@@ -177,7 +173,7 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
 @main.command()
 @click.argument("images", nargs=-1, type=click.Path(path_type=Path))
 @MODEL_OPT
-@click.option("--metric", type=click.Choice(["euclid", "cosine"]), help="Default: the model's calibrated metric.")
+@click.option("--metric", type=click.Choice(METRICS), help="Default: the model's calibrated metric.")
 @click.option("--threshold", type=float, help="Default: the model's calibrated threshold for the metric.")
 @DETECTOR_OPT
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (boxes and landmarks too).")
@@ -187,39 +183,36 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
 @friendly
 def compare(images, model, metric, threshold, detector, as_json, pairs_file, images_root, out) -> None:
     """Are two photos the same person? Prints distance, threshold, metric and verdict."""
-    from facecmp.zoo import resolve_model
+    import facecmp
 
     if pairs_file is None and len(images) != 2:
         raise FacecmpError("give two images, or --pairs FILE --out results.csv")
     if pairs_file is not None and (images or out is None):
         raise FacecmpError("--pairs takes no image arguments and needs --out results.csv")
-    model_dir = resolve_model(model)
-    from facecmp import compare as cmp
-    from facecmp.embedder import Embedder
-    from facecmp.pairs import read_pairs
-
-    pairs = read_pairs(pairs_file, images_root) if pairs_file is not None else []
-    embedder = Embedder(model_dir)
-    metric, threshold = cmp.resolve_threshold(embedder.meta, metric, threshold)
+    fm = facecmp.load_model(model)
     if pairs_file is not None:
-        counts = cmp.compare_pairs(embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
+        from facecmp.pairs import read_pairs
+        from facecmp.scoring import compare_pairs
+
+        pairs = read_pairs(pairs_file, images_root)
+        metric, threshold = fm.threshold(metric, threshold)
+        counts = compare_pairs(fm.embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
         click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
                    f"{counts['error']} errors")
         if counts["error"] == len(pairs):
             sys.exit(1)
         return
-    result = cmp.compare_two(embedder, images[0], images[1], metric, threshold, detector)
+    result = facecmp.compare(images[0], images[1], fm, metric, threshold, detector)
     if as_json:
         import json
 
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(result.to_json()))
         return
-    for face in result["faces"]:
-        if face["note"]:
-            click.echo(f"note: {face['path']}: {face['note']}", err=True)
-    click.echo(f"{result['verdict']}: {metric} distance {result['distance']:.4f} "
-               f"{'<=' if result['verdict'] == 'same' else '>'} threshold {threshold:.4f}")
-
+    for face in result.faces:
+        if face.note:
+            click.echo(f"note: {face.source}: {face.note}", err=True)
+    click.echo(f"{result.verdict}: {result.metric} distance {result.distance:.4f} "
+               f"{'<=' if result.same else '>'} threshold {result.threshold:.4f}")
 
 
 @main.command()
@@ -247,33 +240,31 @@ def evaluate(model, data, out, detector, flip, zoom, crops) -> None:
 
 
 CLASSIFY_DETECTOR_OPT = click.option(
-    "--detector", type=click.Choice(["mtcnn", "haar", "none"]), default="mtcnn", show_default=True,
+    "--detector", type=click.Choice(DETECTOR_CHOICES), default="mtcnn", show_default=True,
     help="Face detector for photos (mtcnn falls back to haar, then the whole image); none: inputs are crops.")
 
 
 def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None,
               zoom: float | None, crops: int | None) -> None:
     """Shared body of the classifier commands: one line (or JSON object) per image."""
-    from facecmp.zoo import resolve_model
+    import facecmp
 
     files = _image_files(images)
-    model_dir = resolve_model(model, task)
-    from facecmp.classify import Classifier
-
-    results = Classifier(model_dir, task=task, flip=flip, zoom=zoom, crops=crops).predict_files(files, detector)
+    fm = facecmp.load_model(model, task, flip=flip, zoom=zoom, crops=crops)
+    results = facecmp.classify(files, task, fm, detector)
     if as_json:
         import json
 
-        click.echo(json.dumps(results))
+        click.echo(json.dumps([r.to_json() for r in results]))
     else:
         for r in results:
-            if "error" in r:
-                click.echo(f"error: {r['error']}", err=True)
+            if r.error:
+                click.echo(f"error: {r.error}", err=True)
                 continue
-            if r["note"]:
-                click.echo(f"note: {r['path']}: {r['note']}", err=True)
-            click.echo(f"{r['path']}: {r['label']} (p={r['probabilities'][r['label']]:.2f})")
-    if all("error" in r for r in results):
+            if r.face and r.face.note:
+                click.echo(f"note: {r.source}: {r.face.note}", err=True)
+            click.echo(f"{r.source}: {r.label} (p={r.probabilities[r.label]:.2f})")
+    if all(r.error for r in results):
         sys.exit(1)
 
 

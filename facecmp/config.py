@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from facecmp.detect import DETECTORS
 from facecmp.errors import FacecmpError
 
 TASKS = ("identity", "mask", "expression")
@@ -119,7 +120,7 @@ _CHOICES = {
     ("data", "layout"): ("identities", "splits"),
     ("data", "split"): ("image", "identity"),
     ("data", "crop", "method"): ("none", "center", "align", "box"),
-    ("data", "crop", "detector"): ("mtcnn", "haar"),
+    ("data", "crop", "detector"): DETECTORS,
     ("model", "arch"): ("resnet18", "attention_resnet"),
     ("model", "activation"): ("relu", "leaky_relu", "prelu"),
     ("model", "head"): ("linear", "arcface", "cosface"),
@@ -149,16 +150,24 @@ def _merge(obj: Any, values: dict, where: str, source: str = "config") -> Any:
     return dataclasses.replace(obj, **changes)
 
 
+def check_choice(path: tuple[str, ...], value: Any) -> str | None:
+    """Why value is not allowed at a config path such as ("model", "arch"), or None if it is."""
+    allowed = _CHOICES[path]
+    if value in allowed:
+        return None
+    return f"{'.'.join(path)} must be one of {', '.join(allowed)}, got '{value}'"
+
+
 def _check(cfg: Config) -> None:
     if cfg.task not in TASKS:
         raise FacecmpError(f"config: task must be one of {', '.join(TASKS)}, got '{cfg.task}'")
-    for path, allowed in _CHOICES.items():
+    for path in _CHOICES:
         value: Any = cfg
         for part in path:
             value = getattr(value, part)
-        if value not in allowed:
-            name = ".".join(path)
-            raise FacecmpError(f"config: {name} must be one of {', '.join(allowed)}, got '{value}'")
+        problem = check_choice(path, value)
+        if problem:
+            raise FacecmpError(f"config: {problem}")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise FacecmpError("config: train.epochs and train.batch_size must be at least 1")
     k = cfg.train.images_per_identity
@@ -212,11 +221,20 @@ def read_config_chain(path: Path) -> list[tuple[Path, dict]]:
         current = shown if shown.resolve() == parent.resolve() else parent
 
 
-def load_config(task: str, path: Path | None = None, overrides: dict | None = None) -> Config:
+def declared_task(path: Path) -> str | None:
+    """The task a config file (or its bases) names, if any; the nearest file wins."""
+    tasks = [values["task"] for _, values in read_config_chain(path) if "task" in values]
+    return tasks[-1] if tasks else None
+
+
+def load_config(task: str | None, path: Path | None = None, overrides: dict | None = None) -> Config:
     """Resolve a config: schema defaults, the task's YAML, a user YAML (its bases first), overrides.
 
-    A `task` key in the user YAML or its bases must name the task being resolved.
+    A `task` key in the user YAML or its bases must name the task being resolved; with task
+    None, the task is the one the file names, else identity.
     """
+    if task is None:
+        task = (declared_task(path) if path is not None else None) or "identity"
     if task not in TASKS:
         raise FacecmpError(f"unknown task '{task}' (choose {', '.join(TASKS)})")
     cfg = _merge(Config(), read_yaml(TASK_CONFIG_DIR / f"{task}.yaml"), "")

@@ -5,23 +5,23 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from facecmp.errors import FacecmpError
+from facecmp.images import ImageInput, describe
 from facecmp.preprocess import FaceCrop, load_faces, run_batches
 
 
 @dataclass
 class Embedded:
-    """Embeddings of some image files; rows of failed files are zero and listed in errors."""
+    """Embeddings of some images; rows of failed images are zero, their errors listed by position."""
 
-    paths: list[str]
+    sources: list[str]  # each image's path, or "<image i>" for an in-memory image
     vectors: np.ndarray  # N x 512 float32
     ok: np.ndarray  # N bool
-    errors: dict[str, str]
-    faces: dict[str, FaceCrop]
+    errors: dict[int, str]  # position -> one-line reason
+    faces: list[FaceCrop | None]
 
 
 class Embedder:
@@ -44,36 +44,30 @@ class Embedder:
         dim = int(self.meta["embedding_size"])
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 
-    def embed_files(self, paths: list[str | Path], detector: str | None = None,
+    def embed_files(self, images: list[ImageInput], detector: str | None = None,
                     progress: bool = False) -> Embedded:
-        """Read, crop and embed image files; unreadable or faceless files are reported, not fatal."""
-        names = [str(p) for p in paths]
+        """Read, crop and embed images; unreadable or faceless ones are reported, not fatal."""
+        sources = [describe(image, i) for i, image in enumerate(images)]
         size, chans = int(self.meta["input_size"]), 1 if self.meta.get("color") == "gray" else 3
-        crops = np.zeros((len(names), size, size, chans), np.uint8)
-        ok = np.zeros(len(names), bool)
-        errors, faces = {}, {}
-        for i, (name, face) in enumerate(zip(names, load_faces(names, self.meta, detector))):
+        crops = np.zeros((len(images), size, size, chans), np.uint8)
+        ok = np.zeros(len(images), bool)
+        errors: dict[int, str] = {}
+        faces: list[FaceCrop | None] = [None] * len(images)
+        for i, face in enumerate(load_faces(images, self.meta, detector)):
             if isinstance(face, FacecmpError):
-                errors[name] = str(face)
+                errors[i] = str(face)
             else:
-                crops[i], ok[i], faces[name] = face.pixels, True, face
-            if progress and ((i + 1) % 200 == 0 or i + 1 == len(names)):
-                print(f"\rreading faces: {i + 1}/{len(names)}", end="", file=sys.stderr, flush=True)
-        if progress and names:
+                crops[i], ok[i], faces[i] = face.pixels, True, face
+            if progress and ((i + 1) % 200 == 0 or i + 1 == len(images)):
+                print(f"\rreading faces: {i + 1}/{len(images)}", end="", file=sys.stderr, flush=True)
+        if progress and images:
             print(file=sys.stderr)
-        vectors = np.zeros((len(names), int(self.meta["embedding_size"])), np.float32)
+        vectors = np.zeros((len(images), int(self.meta["embedding_size"])), np.float32)
         vectors[ok] = self.embed_crops(crops[ok])
-        return Embedded(names, vectors, ok, errors, faces)
+        return Embedded(sources, vectors, ok, errors, faces)
 
 
 def l2_normalize(v: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     n = np.linalg.norm(v, axis=1, keepdims=True)
     return v / np.maximum(n, 1e-12)
-
-
-def save_npz(result: Embedded, path: Path, meta: dict[str, Any], normalized: bool) -> None:
-    """Write paths beside vectors (only the files that embedded), plus the errors."""
-    np.savez(path, paths=np.asarray([p for p, k in zip(result.paths, result.ok) if k]),
-             vectors=result.vectors[result.ok], normalized=normalized,
-             failed=np.asarray(sorted(result.errors)), model_input_size=int(meta["input_size"]))

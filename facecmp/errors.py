@@ -1,10 +1,22 @@
-"""User-facing errors: one clear line for the user, a distinct exit code for scripts."""
+"""User-facing errors: one clear line for the user, a distinct exit code for scripts.
+
+Every error that bad input can cause is a FacecmpError; the subclasses say which kind,
+so a program can catch what it handles (e.g. NoFaceError) and let the rest through.
+"""
 
 
 class FacecmpError(Exception):
     """An error caused by the user's input; the CLI prints it as one line and exits."""
 
     exit_code = 2
+
+
+class ImageError(FacecmpError):
+    """An image that cannot be read: missing, not an image, truncated, too large, ..."""
+
+
+class ModelError(FacecmpError):
+    """A model directory that cannot be used: missing, malformed, or the wrong kind."""
 
 
 class NoFaceError(FacecmpError):

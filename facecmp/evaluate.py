@@ -110,7 +110,7 @@ def evaluate(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path,
              flip: bool | None = None, zoom: float | None = None,
              crops: int | None = None) -> dict[str, Any]:
     """Classify every image of data_dir/<class>/*, write metrics and figures to out_dir."""
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
 
     clf = Classifier(model_dir, flip=flip, zoom=zoom, crops=crops)
     paths, labels = scan_labelled(data_dir, clf.classes)

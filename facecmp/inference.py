@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -149,8 +150,7 @@ class Predictor:
     """A paddle.inference predictor (oneDNN on CPU) for an exported backbone."""
 
     def __init__(self, export_dir: Path, threads: int | None = None):
-        import_paddle()
-        from paddle import inference
+        inference = import_paddle().inference
 
         model = export_dir / "backbone.json"
         if not model.is_file():
@@ -190,6 +190,9 @@ class ModelRunner:
 
     def __init__(self, model_dir: Path, with_head: bool = False, fast: bool = True) -> None:
         self.with_head = with_head
+        # one forward pass at a time: a predictor is not re-entrant, and one pass already uses
+        # every core; detection and alignment, outside it, overlap across threads
+        self.lock = threading.Lock()
         self.predictor = fast_predictor(model_dir, with_head) if fast else None
         self.net = None
         if self.predictor is None:
@@ -199,9 +202,10 @@ class ModelRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """N x 3 x S x S float32 network input -> N x 512 embeddings (N x classes logits)."""
-        if self.predictor is not None:
-            return self.predictor(x)
-        paddle = import_paddle()
-        with paddle.no_grad():
-            layer = self.net if self.with_head else self.net.backbone
-            return layer(paddle.to_tensor(x)).numpy()
+        with self.lock:
+            if self.predictor is not None:
+                return self.predictor(x)
+            paddle = import_paddle()
+            with paddle.no_grad():
+                layer = self.net if self.with_head else self.net.backbone
+                return layer(paddle.to_tensor(x)).numpy()

@@ -43,6 +43,7 @@ def cosine_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 DISTANCES = {"euclid": euclidean_distance, "cosine": cosine_distance}
+METRICS = tuple(DISTANCES)
 
 
 def _paired_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

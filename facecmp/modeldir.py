@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import ModelError
+from facecmp.runtime import import_paddle
 
 META = "meta.json"
 BACKBONE = "backbone.pdparams"
@@ -20,19 +21,19 @@ def read_meta(model_dir: str | Path) -> dict[str, Any]:
     """Read and check a model directory's meta.json; one-line errors for bad directories."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise FacecmpError(f"model directory {model_dir} does not exist")
+        raise ModelError(f"model directory {model_dir} does not exist")
     path = model_dir / META
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FacecmpError(f"{model_dir} is not a facecmp model (no {META})") from None
+        raise ModelError(f"{model_dir} is not a facecmp model (no {META})") from None
     except (OSError, ValueError) as exc:
-        raise FacecmpError(f"{path}: unreadable ({exc})") from None
+        raise ModelError(f"{path}: unreadable ({exc})") from None
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
-        raise FacecmpError(f"{path}: missing keys {', '.join(missing)}")
+        raise ModelError(f"{path}: missing keys {', '.join(missing)}")
     if not (model_dir / BACKBONE).is_file():
-        raise FacecmpError(f"{model_dir} has no {BACKBONE}")
+        raise ModelError(f"{model_dir} has no {BACKBONE}")
     return meta
 
 
@@ -50,6 +51,20 @@ def update_meta(model_dir: str | Path, **changes: Any) -> dict[str, Any]:
     meta.update(changes)
     write_meta(model_dir, meta)
     return meta
+
+
+def resolve_threshold(meta: dict[str, Any], metric: str | None, threshold: float | None) -> tuple[str, float]:
+    """The metric and threshold to use: flags first, else the model's calibrated ones."""
+    metric = metric or meta.get("metric") or "euclid"
+    if threshold is not None:
+        return metric, float(threshold)
+    calibrated = (meta.get("thresholds") or {}).get(metric)
+    if calibrated is None and metric == meta.get("metric"):
+        calibrated = meta.get("threshold")
+    if calibrated is None:
+        raise ModelError(f"the model has no calibrated {metric} threshold; run "
+                           "`facecmp threshold-sweep --save-threshold` or pass --threshold")
+    return metric, float(calibrated)
 
 
 WEIGHT_DTYPES = ("float32", "float16", "int8", "int4")
@@ -71,10 +86,10 @@ def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool
 
     dtype is one of WEIGHT_DTYPES; weights are always float32 again once loaded.
     """
-    import paddle
+    paddle = import_paddle()
 
     if dtype not in WEIGHT_DTYPES:
-        raise FacecmpError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype}")
+        raise ModelError(f"weights dtype must be one of {', '.join(WEIGHT_DTYPES)}, not {dtype}")
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     paddle.save(_store(net.backbone.state_dict(), dtype), str(model_dir / BACKBONE))
@@ -85,14 +100,14 @@ def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool
 
 def _read_state(path: Path) -> dict:
     """A weights file as float32 arrays; one-line error for a corrupt file."""
-    import paddle
+    paddle = import_paddle()
 
     from facecmp import quantize
 
     try:
         return quantize.unpack_state(paddle.load(str(path), return_numpy=True))
     except Exception as exc:  # paddle raises many types for a corrupt file
-        raise FacecmpError(f"{path}: cannot load weights ({type(exc).__name__})") from None
+        raise ModelError(f"{path}: cannot load weights ({type(exc).__name__})") from None
 
 
 def _load_state(layer, path: Path) -> None:
@@ -100,7 +115,7 @@ def _load_state(layer, path: Path) -> None:
     expected = layer.state_dict()
     if set(state) != set(expected) or any(list(state[k].shape) != list(expected[k].shape)
                                           for k in expected):
-        raise FacecmpError(f"{path}: weights do not match the architecture in {META}")
+        raise ModelError(f"{path}: weights do not match the architecture in {META}")
     layer.set_state_dict(state)
 
 
@@ -112,12 +127,12 @@ def init_backbone(backbone, model_dir: str | Path) -> int:
     """
     meta = read_meta(model_dir)
     if meta["arch"] != backbone.arch:
-        raise FacecmpError(f"--init {model_dir}: its arch is {meta['arch']}, this run's is {backbone.arch}")
+        raise ModelError(f"--init {model_dir}: its arch is {meta['arch']}, this run's is {backbone.arch}")
     own = backbone.state_dict()
     matched = {k: v for k, v in _read_state(Path(model_dir) / BACKBONE).items()
                if k in own and list(v.shape) == list(own[k].shape)}
     if not matched:
-        raise FacecmpError(f"--init {model_dir}: no weights match this backbone")
+        raise ModelError(f"--init {model_dir}: no weights match this backbone")
     backbone.set_state_dict(matched)
     return len(matched)
 
@@ -146,7 +161,7 @@ def load_net(model_dir: str | Path, with_head: bool = False):
     _load_state(net.backbone, Path(model_dir) / BACKBONE)
     if with_head:
         if not (Path(model_dir) / HEAD).is_file():
-            raise FacecmpError(f"{model_dir} has no {HEAD} (is it an identity model?)")
+            raise ModelError(f"{model_dir} has no {HEAD} (is it an identity model?)")
         _load_state(net.head, Path(model_dir) / HEAD)
     net.eval()
     return net, meta

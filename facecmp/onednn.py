@@ -16,10 +16,12 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from facecmp.runtime import import_paddle
+
 
 def available() -> bool:
     """Whether this Paddle build and device can run the oneDNN convolutions."""
-    import paddle
+    paddle = import_paddle()
 
     return (paddle.base.core.is_compiled_with_mkldnn() and paddle.device.get_device() == "cpu"
             and hasattr(paddle.pir_utils, "DygraphOldIrGuard"))
@@ -31,7 +33,7 @@ def convolutions(net, enabled: bool = True) -> Iterator[bool]:
 
     On leaving, the layers are plain dynamic-graph layers again and the flags are restored.
     """
-    import paddle
+    paddle = import_paddle()
 
     if not (enabled and available()):
         yield False

@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facecmp import metrics, plots
-from facecmp.cropcache import prepare_crops
 from facecmp.errors import FacecmpError, NothingDoneError
 from facecmp.pairs import Pair, missing_images, read_pairs, select_folds
-from facecmp.preprocess import with_detector
+from facecmp.scoring import PairDistances
 
 SWEEP_FIELDS = ["metric", "threshold", "tp", "fp", "tn", "fn", "precision", "recall", "f1",
                 "accuracy", "tpr", "fpr"]
-
-
-@dataclass
-class PairDistances:
-    """Distances of the pairs whose two images embedded, per metric."""
-
-    pairs: list[Pair]
-    issame: np.ndarray
-    distances: dict[str, np.ndarray]
-    index: np.ndarray  # position of each scored pair in the list that was asked for
-    failed: list[tuple[int, Pair, str]]  # (position, pair, first error) of the others
 
 
 def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) -> list[Pair]:
@@ -49,34 +36,6 @@ def load_pairs(pairs_file: Path, images_root: Path | None, folds: str | None) ->
         raise FacecmpError(f"{n_pairs} pairs name missing images ({first}{', ...' if len(missing) > 3 else ''});"
                            " fix --images or the pairs file")
     return pairs
-
-
-def pair_distances(pairs: list[Pair], embedder, metric_names: list[str], detector: str | None = None,
-                   progress: bool = True) -> PairDistances:
-    """Embed each distinct image once and measure every pair under each metric.
-
-    Face crops go through the crop cache, so sweeping several models (or the same model
-    again) on one pairs file runs the detector only once.
-    """
-    unique = sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
-    crops, ok, problems = prepare_crops(unique, with_detector(embedder.meta, detector), progress)
-    errors = dict(zip((str(unique[i]) for i in np.flatnonzero(~ok)), problems))
-    vectors = np.zeros((len(unique), int(embedder.meta["embedding_size"])), np.float32)
-    vectors[ok] = embedder.embed_crops(crops[ok])
-    index = {str(p): i for i, p in enumerate(unique)}
-    kept, failed = [], []
-    for pos, pair in enumerate(pairs):
-        bad = [str(p) for p in (pair.path_a, pair.path_b) if not ok[index[str(p)]]]
-        if bad:
-            failed.append((pos, pair, errors[bad[0]]))
-        else:
-            kept.append(pos)
-    keep = [pairs[i] for i in kept]
-    a = vectors[[index[str(p.path_a)] for p in keep]]
-    b = vectors[[index[str(p.path_b)] for p in keep]]
-    dists = {m: metrics.DISTANCES[m](a, b) for m in metric_names}
-    return PairDistances(keep, np.asarray([p.same for p in keep]), dists,
-                         np.asarray(kept, dtype=np.int64), failed)
 
 
 def fold_ids(pairs: list[Pair], k: int, seed: int = 0) -> np.ndarray:

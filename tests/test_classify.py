@@ -50,14 +50,15 @@ def test_plain_output_and_exit_code_when_everything_fails(tiny_mask, tmp_path):
 
 def test_wrong_task_and_identity_model_are_one_line_errors(tiny_mask, tiny_model):
     good = _images(tiny_mask, 1)
-    for model, words in ((tiny_mask, "not a expression model"), (tiny_model, "not a classifier")):
+    for model, words in ((tiny_mask, "model of the mask task, not of the expression task"),
+                         (tiny_model, "model of the identity task, not of the expression task")):
         res = CliRunner().invoke(main, ["expression", *good, "--model", str(model)])
         assert res.exit_code != 0 and words in res.output
         assert len(res.output.strip().splitlines()) == 1
 
 
 def test_batches_give_the_same_answers_and_probabilities_sum_to_one(tiny_mask):
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
 
     test = tiny_mask.parent.parent / "data" / "test"
     files = sorted(test.rglob("*.png"))
@@ -71,7 +72,7 @@ def test_batches_give_the_same_answers_and_probabilities_sum_to_one(tiny_mask):
 
 
 def test_flip_averages_the_face_and_its_mirror(tiny_mask, tmp_path):
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
 
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 256, size=(5, 32, 32, 3), dtype=np.uint8)
@@ -107,7 +108,7 @@ def _evaluate(model: Path, tiny_mask: Path, out: Path, *args: str):
 def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
     import cv2
 
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
     from facecmp.preprocess import zoom_views
 
     rng = np.random.default_rng(1)
@@ -132,7 +133,7 @@ def test_zoom_classifies_the_central_part_of_each_crop(tiny_mask, tmp_path):
 
 def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch):
     from facecmp import detect
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
 
     clf = Classifier(tiny_mask)
     path = _images(tiny_mask, 1)[0]
@@ -147,9 +148,11 @@ def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch)
     res = clf.predict_files([path], detector="mtcnn")[0]
     assert res["box"] == [8.0, 8.0, 40.0, 40.0] and "used the haar box" in res["note"]
     # the model's box scale is for MTCNN boxes; Haar's smaller boxes are enlarged to match
+    from facecmp.preprocess import _rescaled_for
+
     own = float(clf.meta["crop"]["scale"])
-    assert clf._meta_for("haar")["crop"]["scale"] == pytest.approx(own / 0.75)
-    assert clf._meta_for("mtcnn")["crop"]["scale"] == own
+    assert _rescaled_for(clf.meta, "haar")["crop"]["scale"] == pytest.approx(own / 0.75)
+    assert _rescaled_for(clf.meta, "mtcnn")["crop"]["scale"] == own
 
 
 @pytest.mark.slow
@@ -170,7 +173,7 @@ def test_expression_on_a_whole_lfw_photo(tiny_expr):
 def test_five_crops_average_the_central_and_corner_squares(tiny_mask, tmp_path):
     import cv2
 
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
     from facecmp.errors import FacecmpError
 
     rng = np.random.default_rng(2)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from facecmp import sweep
+from facecmp import scoring, sweep
 from facecmp.embedder import Embedder
 from facecmp.pairs import make_balanced_pairs, write_pairs_csv
 
@@ -24,7 +24,7 @@ def tool(monkeypatch):
 def test_a_model_averaged_with_itself_scores_as_the_model(tool, tiny_model, tiny_tree, tmp_path, capsys):
     pairs_file = tmp_path / "pairs.csv"
     write_pairs_csv(make_balanced_pairs(tiny_tree, 15, 15, seed=2), pairs_file)
-    single = sweep.pair_distances(sweep.load_pairs(pairs_file, None, None), Embedder(tiny_model, flip=False), ["cosine"])
+    single = scoring.pair_distances(sweep.load_pairs(pairs_file, None, None), Embedder(tiny_model, flip=False), ["cosine"])
     d = single.distances["cosine"]
     t = float(np.median(d))
     assert tool.main(["--pairs", str(pairs_file), "--threshold", str(t), str(tiny_model), str(tiny_model)]) == 0

@@ -31,7 +31,7 @@ def test_export_is_rebuilt_when_weights_change(tiny_model):
 
 @pytest.mark.parametrize("fixture", ["tiny_mask", "tiny_expr"])
 def test_classifier_fast_path_matches_plain_forward(fixture, request):
-    from facecmp.classify import Classifier
+    from facecmp.classifier import Classifier
 
     model = request.getfixturevalue(fixture)
     size = Classifier(model, fast=False).meta["input_size"]

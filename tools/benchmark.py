@@ -46,19 +46,16 @@ T, out = [time.perf_counter()], {}
 def lap(key): T.append(time.perf_counter()); out[key] = T[-1] - T[-2]
 model, a, b, det, metric = sys.argv[1:6]
 det = None if det == "-" else det
-import numpy as np, facecmp.cli, facecmp.compare as cmp, facecmp.embedder as fe
+import facecmp, facecmp.api, facecmp.cli
 from facecmp import detect
-from facecmp.preprocess import load_faces
 lap("import_facecmp")
 from facecmp.runtime import import_paddle
 import_paddle(); lap("import_paddle")
-emb = fe.Embedder(model); lap("model_load")
-if det or emb.meta["crop"].get("method") in ("align", "box"):
+fm = facecmp.load_model(model); fm.embedder; lap("model_load")
+if det or fm.meta["crop"].get("method") in ("align", "box"):
     detect._mtcnn()
 lap("detector_init")
-faces = list(load_faces([a, b], emb.meta, det)); lap("detect_align")
-e = emb.embed_crops(np.stack([f.pixels for f in faces]))
-cmp.metrics.DISTANCES[metric](e[:1], e[1:]); lap("embed")
+facecmp.compare(a, b, fm, metric, detector=det); lap("compare")
 print(json.dumps(out))
 """
 # Runs a command and reports its wall time and peak RSS. The benchmark does not spawn the
@@ -299,30 +296,29 @@ def timed_child(cmd: list[str], tmp: Path) -> tuple[float, float, str]:
     return wall, rss, proc.stdout
 
 
-def warm_compare(emb, pairs: list, metric: str, det: str | None) -> dict:
-    """Per-pair latency, model loaded: compare_two's steps (read + detect + align both, embed, distance)."""
-    from facecmp import metrics
-    from facecmp.errors import FacecmpError
+def warm_compare(fm, pairs: list, metric: str, det: str | None) -> dict:
+    """Per-pair latency, model loaded: facecmp.compare (read + detect + align both, embed,
+    distance), and its detection + alignment part alone."""
+    import facecmp
     from facecmp.preprocess import load_faces
     laps = []
     warm = min(5, len(pairs))  # oneDNN settles over the first few passes
     for i, pair in enumerate(pairs[:warm] + pairs):  # the first ones warm up
         t = time.perf_counter()
-        faces = list(load_faces([pair.path_a, pair.path_b], emb.meta, det))
-        if any(isinstance(f, FacecmpError) for f in faces):
+        try:
+            facecmp.compare(pair.path_a, pair.path_b, fm, metric, detector=det)
+        except facecmp.FacecmpError:
             continue
         mid = time.perf_counter()
-        e = emb.embed_crops(np.stack([f.pixels for f in faces]))
-        metrics.DISTANCES[metric](e[:1], e[1:])
+        list(load_faces([pair.path_a, pair.path_b], fm.meta, det))
         if i >= warm:
             laps.append((mid - t, time.perf_counter() - mid))
-    ms = {"median_ms": [a + b for a, b in laps], "detect_align_ms": [a for a, _ in laps],
-          "embed_distance_ms": [b for _, b in laps]}
+    ms = {"median_ms": [a for a, _ in laps], "detect_align_ms": [b for _, b in laps]}
     return {"pairs": len(laps), "failed": len(pairs) - len(laps),
             **{k: 1000 * statistics.median(v) if v else None for k, v in ms.items()}}
 
 
-def cut_crops(emb, pairs: list, tmp: Path) -> list:
+def cut_crops(fm, pairs: list, tmp: Path) -> list:
     """The pairs' faces detected and aligned once, saved as PNG crops (the paper's setting:
     a comparison of two face images that are already cut out)."""
     from types import SimpleNamespace
@@ -338,7 +334,7 @@ def cut_crops(emb, pairs: list, tmp: Path) -> list:
             files = []
             for side, path in (("a", pair.path_a), ("b", pair.path_b)):
                 files.append(folder / f"{i}{side}.png")
-                Image.fromarray(load_face(path, emb.meta).pixels.squeeze()).save(files[-1])
+                Image.fromarray(load_face(path, fm.meta).pixels.squeeze()).save(files[-1])
         except FacecmpError:
             continue
         out.append(SimpleNamespace(path_a=files[0], path_b=files[1]))
@@ -347,17 +343,16 @@ def cut_crops(emb, pairs: list, tmp: Path) -> list:
 
 def measure_compare(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
     """facecmp compare: cold CLI wall time and peak RSS, a cold-process split, warm per-pair latency."""
-    from facecmp import compare
-    from facecmp.embedder import Embedder
-    from facecmp.errors import FacecmpError
+    import facecmp
     from facecmp.pairs import read_pairs
     pairs = read_pairs(data / "lfw-pairs.txt")
-    emb = Embedder(model_dir)  # exports the model, if needed, before any cold run
+    fm = facecmp.load_model(model_dir)
+    emb = fm.embedder  # exports the model, if needed, before any cold run
     try:
-        metric, flags = compare.resolve_threshold(emb.meta, None, None)[0], []
-    except FacecmpError:  # an uncalibrated model: any threshold times the same
+        metric, flags = fm.threshold()[0], []
+    except facecmp.FacecmpError:  # an uncalibrated model: any threshold times the same
         metric, flags = "euclid", ["--metric", "euclid", "--threshold", "1"]
-    det = None if emb.meta["crop"].get("method") in ("align", "box") else "mtcnn"
+    det = None if fm.meta["crop"].get("method") in ("align", "box") else "mtcnn"
     a, b = str(pairs[0].path_a), str(pairs[0].path_b)
     exe = Path(sys.executable).with_name("facecmp")
     cli = ([str(exe)] if exe.exists() else [sys.executable, "-m", "facecmp.cli"]) + \
@@ -372,14 +367,15 @@ def measure_compare(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
         splits.append({**part, "python_start_exit": wall - sum(part.values())})
     walls = [r[0] for r in runs]
     warm_pairs = spread(pairs, n["pairs"])
-    crops = cut_crops(emb, warm_pairs, tmp)
+    crops = cut_crops(fm, warm_pairs, tmp)
     return {"cli": cli, "cold_runs_s": walls, "cold_median_s": statistics.median(walls),
             "cold_peak_rss_mb": max(r[1] for r in runs), "detector": det or "model's own",
             "split_s": {k: statistics.median(s[k] for s in splits) for k in splits[0]},
-            "warm": warm_compare(emb, warm_pairs, metric, det),
-            "flip": emb.flip, "warm_crops": warm_compare(emb, crops, metric, "none"),
+            "warm": warm_compare(fm, warm_pairs, metric, det),
+            "flip": emb.flip, "warm_crops": warm_compare(fm, crops, metric, "none"),
             # the model's other setting: with the test-time flip a pass holds 4 images, not 2
-            "warm_crops_other_flip": warm_compare(Embedder(model_dir, flip=not emb.flip), crops, metric, "none")}
+            "warm_crops_other_flip": warm_compare(facecmp.load_model(model_dir, flip=not emb.flip), crops,
+                                                  metric, "none")}
 
 
 def report(res: dict) -> str:
@@ -400,8 +396,8 @@ def report(res: dict) -> str:
              for name, d in res["detection"].items()]
     split = ", ".join(f"{k} {v:.2f}" for k, v in cmp["split_s"].items())
     w = cmp["warm"]
-    warm = (f"{w['median_ms']:.1f} ms (detect + align {w['detect_align_ms']:.1f}, "
-            f"embed + distance {w['embed_distance_ms']:.1f})") if w["pairs"] else "no faces found"
+    warm = (f"{w['median_ms']:.1f} ms (of which detect + align {w['detect_align_ms']:.1f})"
+            if w["pairs"] else "no faces found")
     warm_crops, warm_other = (f"{c['median_ms']:.1f} ms" if c["pairs"] else "no faces found"
                               for c in (cmp["warm_crops"], cmp["warm_crops_other_flip"]))
     setting = "flip-averaged" if cmp["flip"] else "one embedding per face"

@@ -21,7 +21,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facecmp import metrics, sweep  # noqa: E402
+from facecmp import metrics, scoring, sweep  # noqa: E402
 from facecmp.embedder import Embedder, l2_normalize  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None)
     args = ap.parse_args(argv)
     pairs = sweep.load_pairs(args.pairs, None, args.lfw_folds)
-    pd = sweep.pair_distances(pairs, AveragedEmbedder(args.models), ["cosine"])
+    pd = scoring.pair_distances(pairs, AveragedEmbedder(args.models), ["cosine"])
     d = pd.distances["cosine"]
     out = {"pairs": len(pd.pairs), "of": len(pairs),
            **metrics.summarize(d, pd.issame, metrics.default_grid(d), sweep.fold_ids(pd.pairs, 10))}

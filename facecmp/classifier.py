@@ -1,4 +1,4 @@
-"""Classifier heads (mask, expression) on image files: a label and class probabilities each."""
+"""Classifier heads (mask, expression) on images: a label and class probabilities each."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from facecmp.detect import DETECTORS
-from facecmp.errors import FacecmpError, NoFaceError
-from facecmp.images import load_rgb
-from facecmp.preprocess import FaceCrop, check_views, check_zoom, crop_face, run_batches
-
-# Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
-# and FER2013 crops: Haar boxes are about 0.75x). A model's box scale is chosen for its own
-# detector, so a box from the other detector is rescaled to frame the face the same way.
-BOX_SIDE = {"mtcnn": 1.0, "haar": 0.75}
+from facecmp.errors import FacecmpError
+from facecmp.images import ImageInput, describe
+from facecmp.preprocess import FaceCrop, check_views, check_zoom, load_face, run_batches
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -25,11 +19,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
-
-
-def _join(*notes: str | None) -> str | None:
-    text = "; ".join(n for n in notes if n)
-    return text or None
 
 
 class Classifier:
@@ -67,66 +56,31 @@ class Classifier:
             return np.zeros((0, len(self.classes)))
         return np.concatenate(out)
 
-    def _chain(self, detector: str | None) -> list[str]:
-        """Detectors to try in turn; empty when the image is used without detection."""
-        crop = self.meta.get("crop") or {}
-        if detector is None:
-            if crop.get("method") not in ("align", "box"):
-                return []
-            detector = crop.get("detector", "mtcnn")
-        if detector == "none":
-            return []
-        if detector not in DETECTORS:
-            raise FacecmpError(f"unknown detector {detector!r}; choose mtcnn, haar or none")
-        # MTCNN misses many masked faces (the mask hides nose and mouth); Haar often does not
-        return ["mtcnn", "haar"] if detector == "mtcnn" else [detector]
-
-    def _meta_for(self, detector: str) -> dict[str, Any]:
-        crop = dict(self.meta.get("crop") or {})
-        own = crop.get("detector", "mtcnn")
-        if detector != own and crop.get("method") != "align":
-            crop["scale"] = float(crop.get("scale", 1.0)) * BOX_SIDE[own] / BOX_SIDE[detector]
-        return {**self.meta, "crop": crop}
-
-    def crop(self, path: str | Path, detector: str | None = None) -> FaceCrop:
-        """One file's face crop; with a detector, falls back from MTCNN to Haar to the whole image."""
-        rgb = load_rgb(path)
-        chain = self._chain(detector)
-        if not chain:
-            return crop_face(rgb, self.meta, str(path), detector)
-        for i, name in enumerate(chain):
-            try:
-                face = crop_face(rgb, self._meta_for(name), str(path), name)
-            except NoFaceError:
-                continue
-            if i:
-                face.note = _join(f"no face found by {chain[0]}; used the {name} box", face.note)
-            return face
-        face = crop_face(rgb, self.meta, str(path), "none")
-        face.note = f"no face found by {' or '.join(chain)}; classified the whole image"
-        return face
+    def crop(self, image: ImageInput, detector: str | None = None, source: str | None = None) -> FaceCrop:
+        """One image's face crop; with a detector, falls back from MTCNN to Haar to the whole image."""
+        return load_face(image, self.meta, detector, source, fallback=True)
 
     def _result(self, path: str, face: FaceCrop, probs: np.ndarray) -> dict[str, Any]:
         return {"path": path, "label": self.classes[int(np.argmax(probs))],
                 "probabilities": {c: float(p) for c, p in zip(self.classes, probs)},
                 "box": face.box, "note": face.note}
 
-    def iter_files(self, paths: list[str | Path], detector: str | None = None,
+    def iter_files(self, images: list[ImageInput], detector: str | None = None,
                    progress: bool | None = None) -> Iterator[tuple[dict[str, Any], np.ndarray | None]]:
-        """(result, crop) per file in order, a batch at a time; failed files give {path, error}."""
-        names = [str(p) for p in paths]
+        """(result, crop) per image in order, a batch at a time; failed images give {path, error}."""
+        names = [describe(image, i) for i, image in enumerate(images)]
         progress = len(names) > 200 if progress is None else progress
         for start in range(0, len(names), self.batch_size):
-            chunk = names[start : start + self.batch_size]
+            chunk = list(zip(images[start : start + self.batch_size], names[start : start + self.batch_size]))
             items: list[FaceCrop | str] = []
-            for name in chunk:
+            for image, name in chunk:
                 try:
-                    items.append(self.crop(name, detector))
+                    items.append(self.crop(image, detector, name))
                 except FacecmpError as exc:
                     items.append(str(exc))
             faces = [f for f in items if isinstance(f, FaceCrop)]
             probs = iter(self.probabilities(np.stack([f.pixels for f in faces])) if faces else [])
-            for name, item in zip(chunk, items):
+            for (_, name), item in zip(chunk, items):
                 if isinstance(item, str):
                     yield {"path": name, "error": item}, None
                 else:
@@ -137,7 +91,7 @@ class Classifier:
         if progress and names:
             print(file=sys.stderr)
 
-    def predict_files(self, paths: list[str | Path], detector: str | None = None,
+    def predict_files(self, images: list[ImageInput], detector: str | None = None,
                       progress: bool | None = None) -> list[dict[str, Any]]:
-        """Per file {path, label, probabilities, box, note}, or {path, error} if it failed."""
-        return [result for result, _ in self.iter_files(paths, detector, progress)]
+        """Per image {path, label, probabilities, box, note}, or {path, error} if it failed."""
+        return [result for result, _ in self.iter_files(images, detector, progress)]
