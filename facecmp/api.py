@@ -115,11 +115,11 @@ class FaceModel:
 
     def __init__(self, path: str | Path, flip: bool | None = None, zoom: float | None = None,
                  crops: int | None = None) -> None:
-        from facecmp.modeldir import read_meta
+        from facecmp.modeldir import open_model
 
         self.path = Path(path)
-        self.meta = read_meta(self.path)
-        self.task: str = self.meta["task"]
+        self.meta = open_model(self.path)
+        self.task: str = self.meta.task
         self._options = {"flip": flip, "zoom": zoom, "crops": crops}
         self._lock = threading.Lock()
         self._embedder = self._classifier = None
@@ -149,9 +149,7 @@ class FaceModel:
 
     def threshold(self, metric: str | None = None, threshold: float | None = None) -> tuple[str, float]:
         """The metric and threshold a comparison uses: those given, else the model's calibrated ones."""
-        from facecmp.modeldir import resolve_threshold
-
-        return resolve_threshold(self.meta, metric, threshold)
+        return self.meta.threshold_for(metric, threshold)
 
 
 _BUNDLED: dict[str, FaceModel] = {}

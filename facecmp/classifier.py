@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, ModelError
 from facecmp.images import ImageInput, describe
 from facecmp.preprocess import FaceCrop, check_views, check_zoom, load_face, run_batches
 
@@ -28,24 +28,24 @@ class Classifier:
                  flip: bool | None = None, zoom: float | None = None, crops: int | None = None,
                  fast: bool = True) -> None:
         from facecmp.inference import ModelRunner
-        from facecmp.modeldir import HEAD, read_meta
+        from facecmp.modeldir import HEAD, open_model
 
         self.model_dir = Path(model_dir)
-        self.meta = read_meta(model_dir)
-        if not self.meta.get("classes"):
-            raise FacecmpError(f"{model_dir} is not a classifier model (no classes in its meta.json)")
-        if task is not None and self.meta.get("task") != task:
-            raise FacecmpError(f"{model_dir} is a {self.meta.get('task')} model, not a {task} model")
+        self.meta = open_model(model_dir)
+        if task is not None and self.meta.task != task:
+            raise ModelError(f"{model_dir} is a model of the {self.meta.task} task, not of the {task} task")
+        if not self.meta.classes:
+            raise ModelError(f"{model_dir} is not a classifier model (no classes in its meta.json)")
         if not (self.model_dir / HEAD).is_file():
-            raise FacecmpError(f"{model_dir} has no {HEAD}")
-        self.classes: list[str] = list(self.meta["classes"])
+            raise ModelError(f"{model_dir} has no {HEAD}")
+        self.classes: list[str] = list(self.meta.classes)
         self.batch_size = batch_size
         # test-time flip: average the probabilities of the face and its mirror (per model by default)
-        self.flip = bool(self.meta.get("predict_flip", False)) if flip is None else flip
+        self.flip = self.meta.predict_flip if flip is None else flip
         # test-time zoom: the central fraction of each crop (preprocess.zoom_views), per model by default
-        self.zoom = check_zoom(float(self.meta.get("predict_zoom", 1.0)) if zoom is None else zoom)
+        self.zoom = check_zoom(self.meta.predict_zoom if zoom is None else zoom)
         # test-time crops: 1 (the central square) or 5 (and the four corner squares), per model by default
-        self.crops = check_views(int(self.meta.get("predict_crops", 1)) if crops is None else crops, self.zoom)
+        self.crops = check_views(self.meta.predict_crops if crops is None else crops, self.zoom)
         self.runner = ModelRunner(self.model_dir, with_head=True, fast=fast)
 
     def probabilities(self, crops: np.ndarray) -> np.ndarray:

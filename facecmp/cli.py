@@ -63,9 +63,9 @@ def train(task, data, config, epochs, batch_size, out, resume, exclude_pairs, ex
 
     overrides = {"train": {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size)) if v}}
     if init:
-        from facecmp.modeldir import read_meta
+        from facecmp.modeldir import open_model
 
-        read_meta(init)  # a bad model directory fails before any data is read
+        open_model(init)  # a bad model directory fails before any data is read
         overrides["model"] = {"init": str(init)}
     cfg = load_config(task, config, overrides)
     exclude = excluded_identities(exclude_list, exclude_pairs, exclude_folds)
@@ -160,7 +160,7 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
     embedder, model_dir = fm.embedder, fm.path
     names = list(metrics.METRICS) if metric == "both" else [metric]
     pd = scoring.pair_distances(pairs, embedder, names, detector)
-    calibrated = embedder.meta.get("thresholds") or {}
+    calibrated = embedder.meta.thresholds
     summary = sweep.run_sweep(pd, thresholds, sweep.fold_ids(pd.pairs, folds), out, calibrated)
     for line in sweep.summary_lines(summary):
         click.echo(line)

@@ -8,20 +8,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
-from facecmp.datasets import image_convention
 from facecmp.errors import FacecmpError
+from facecmp.meta import ModelMeta
 from facecmp.preprocess import load_face
+from facecmp.runtime import cache_dir
 
 
-def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
+def _cache_key(paths: list[Path], meta: ModelMeta) -> str:
     # By content, not modification time: a data set copied or unpacked again keeps its
     # crops (hashing ~27k face images costs a few seconds; detecting them, minutes).
     h = hashlib.sha1()
-    h.update(json.dumps(image_convention(meta), sort_keys=True).encode())
+    h.update(json.dumps(meta.image_convention(), sort_keys=True).encode())
     for p in map(Path, paths):
         try:
             stamp = hashlib.sha1(p.read_bytes()).hexdigest()
@@ -31,12 +30,7 @@ def _cache_key(paths: list[Path], meta: dict[str, Any]) -> str:
     return h.hexdigest()[:20]
 
 
-def cache_dir() -> Path:
-    """Where prepared crops are cached: $FACECMP_CACHE or ~/.cache/facecmp."""
-    return Path(os.environ.get("FACECMP_CACHE", Path.home() / ".cache" / "facecmp"))
-
-
-def prepare_crops(paths: list[Path], meta: dict[str, Any], progress: bool = True
+def prepare_crops(paths: list[Path], meta: ModelMeta, progress: bool = True
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode and crop every image once (cached on disk by file list and crop convention).
 
@@ -48,8 +42,7 @@ def prepare_crops(paths: list[Path], meta: dict[str, Any], progress: bool = True
     if cached.exists():
         with np.load(cached, allow_pickle=False) as z:
             return z["crops"], z["ok"], list(z["problems"])
-    size, chans = int(meta["input_size"]), 1 if meta.get("color") == "gray" else 3
-    crops = np.zeros((len(paths), size, size, chans), dtype=np.uint8)
+    crops = np.zeros((len(paths), meta.input_size, meta.input_size, meta.channels), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     problems: list[str] = []
     chunks = [list(range(i, min(i + 64, len(paths)))) for i in range(0, len(paths), 64)]
@@ -72,7 +65,7 @@ def prepare_crops(paths: list[Path], meta: dict[str, Any], progress: bool = True
     return crops, ok, problems
 
 
-def _crop_chunk(paths: list[Path], meta: dict[str, Any]) -> list[tuple[np.ndarray | None, str | None]]:
+def _crop_chunk(paths: list[Path], meta: ModelMeta) -> list[tuple[np.ndarray | None, str | None]]:
     out = []
     for path in paths:
         try:
@@ -96,12 +89,12 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _map_chunks(paths: list[Path], meta: dict[str, Any], chunks: list[list[int]]):
+def _map_chunks(paths: list[Path], meta: ModelMeta, chunks: list[list[int]]):
     """Crop chunks of images, in worker processes when a detector makes it worth it."""
     from facecmp.runtime import cpu_count
 
     jobs = [[paths[i] for i in idx] for idx in chunks]
-    if meta["crop"].get("method") != "align" or cpu_count() < 2 or len(paths) < 256:
+    if meta.crop.method != "align" or cpu_count() < 2 or len(paths) < 256:
         return (_crop_chunk(job, meta) for job in jobs)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor

@@ -1,4 +1,4 @@
-"""Face image folders (root/<class>/*.jpg, the VGGFace2 layout): scanning, splits, exclusions, image conventions."""
+"""Face image folders (root/<class>/*.jpg, the VGGFace2 layout): scanning, splits and exclusions."""
 
 from __future__ import annotations
 
@@ -91,18 +91,6 @@ def split_indices(labels: np.ndarray, how: str, fraction: float, seed: int) -> t
             n_val = min(len(idx) - 1, int(round(len(idx) * fraction)))
             val[idx[:n_val]] = True
     return np.flatnonzero(~val), np.flatnonzero(val)
-
-
-def crop_convention(crop: dict[str, Any]) -> dict[str, Any]:
-    """Only the crop settings that matter for its method (others never invalidate a cache)."""
-    used = {"none": (), "center": ("fraction",), "align": ("detector",), "box": ("detector", "scale")}
-    method = crop.get("method", "none")
-    return {"method": method, **{k: crop.get(k) for k in used.get(method, ())}}
-
-
-def image_convention(meta: dict[str, Any]) -> dict[str, Any]:
-    """What makes a model's network images: input size, colour mode and crop convention."""
-    return {"input_size": meta["input_size"], "color": meta["color"], "crop": crop_convention(meta["crop"])}
 
 
 def read_identity_list(path: Path) -> set[str]:

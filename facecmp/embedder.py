@@ -30,26 +30,26 @@ class Embedder:
     def __init__(self, model_dir: str | Path, flip: bool | None = None, batch_size: int = 64,
                  fast: bool = True):
         from facecmp.inference import ModelRunner
-        from facecmp.modeldir import read_meta
+        from facecmp.modeldir import open_model
 
         self.model_dir = Path(model_dir)
-        self.meta = read_meta(model_dir)
-        self.flip = bool(self.meta.get("embed_flip", False)) if flip is None else flip
+        self.meta = open_model(model_dir)
+        self.flip = self.meta.embed_flip if flip is None else flip
         self.batch_size = batch_size
         self.runner = ModelRunner(self.model_dir, fast=fast)
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:
         """uint8 N x S x S x C crops -> N x 512 embeddings (flip-averaged if enabled)."""
         out = run_batches(self.runner, crops, self.meta, self.batch_size, self.flip)
-        dim = int(self.meta["embedding_size"])
+        dim = self.meta.embedding_size
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, dim), np.float32)
 
     def embed_files(self, images: list[ImageInput], detector: str | None = None,
                     progress: bool = False) -> Embedded:
         """Read, crop and embed images; unreadable or faceless ones are reported, not fatal."""
         sources = [describe(image, i) for i, image in enumerate(images)]
-        size, chans = int(self.meta["input_size"]), 1 if self.meta.get("color") == "gray" else 3
-        crops = np.zeros((len(images), size, size, chans), np.uint8)
+        size = self.meta.input_size
+        crops = np.zeros((len(images), size, size, self.meta.channels), np.uint8)
         ok = np.zeros(len(images), bool)
         errors: dict[int, str] = {}
         faces: list[FaceCrop | None] = [None] * len(images)
@@ -62,7 +62,7 @@ class Embedder:
                 print(f"\rreading faces: {i + 1}/{len(images)}", end="", file=sys.stderr, flush=True)
         if progress and images:
             print(file=sys.stderr)
-        vectors = np.zeros((len(images), int(self.meta["embedding_size"])), np.float32)
+        vectors = np.zeros((len(images), self.meta.embedding_size), np.float32)
         vectors[ok] = self.embed_crops(crops[ok])
         return Embedded(sources, vectors, ok, errors, faces)
 

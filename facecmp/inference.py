@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facecmp.cropcache import cache_dir
 from facecmp.errors import FacecmpError
+from facecmp.meta import META, ModelMeta
 from facecmp.modeldir import BACKBONE, HEAD
-from facecmp.runtime import cpu_count, import_paddle
+from facecmp.runtime import cache_dir, cpu_count, import_paddle
 
 EXPORT_DIRS = {False: "inference", True: "inference-classifier"}  # by with_head
 EXPORT_VERSION = "3"  # bump when the export itself changes, so old exports are rebuilt
@@ -32,7 +32,7 @@ def _stamp(model_dir: Path, with_head: bool) -> str:
     for name in (BACKBONE, HEAD) if with_head else (BACKBONE,):
         st = (model_dir / name).stat()
         key += f"{name}|{st.st_size}|{st.st_mtime_ns}|".encode()
-    key += (model_dir / "meta.json").read_bytes()
+    key += (model_dir / META).read_bytes()
     return hashlib.sha1(key).hexdigest()[:16]
 
 
@@ -103,9 +103,9 @@ def _leaky_relus_as_max(layer) -> int:
     return count
 
 
-def _export_to(net, meta: dict, target: Path, with_head: bool) -> None:
+def _export_to(net, meta: ModelMeta, target: Path, with_head: bool) -> None:
     paddle = import_paddle()
-    size = int(meta["input_size"])
+    size = meta.input_size
     spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
     backbone = copy.deepcopy(net.backbone)
     backbone.eval()

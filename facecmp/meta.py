@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from facecmp.config import TASKS, Config, CropConfig, check_choice
-from facecmp.errors import ModelError
+from facecmp.errors import FacecmpError, ModelError
 from facecmp.metrics import METRICS
 
 META = "meta.json"
@@ -114,10 +114,12 @@ class ModelMeta:
         if set(self.thresholds) - set(METRICS):
             raise ModelError(f"thresholds are per metric ({', '.join(METRICS)})")
         self.thresholds = {k: float(v) for k, v in self.thresholds.items()}
-        if not 0.5 <= float(self.predict_zoom) <= 1.0:
-            raise ModelError(f"predict_zoom must be between 0.5 and 1, got {self.predict_zoom}")
-        if self.predict_crops not in (1, 5) or (self.predict_crops == 5 and self.predict_zoom >= 1):
-            raise ModelError("predict_crops must be 1, or 5 with a predict_zoom below 1")
+        from facecmp.preprocess import check_views, check_zoom
+
+        try:
+            check_views(self.predict_crops, check_zoom(self.predict_zoom))
+        except FacecmpError as exc:
+            raise ModelError(f"predict_zoom/predict_crops: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The meta.json mapping; keys whose value is None are left out."""

@@ -2,72 +2,23 @@
 
 from __future__ import annotations
 
-import json
-import os
+import dataclasses
 from pathlib import Path
 from typing import Any
-
 from facecmp.errors import ModelError
+from facecmp.meta import META, WEIGHT_DTYPES, ModelMeta, read_meta, write_meta
 from facecmp.runtime import import_paddle
 
-META = "meta.json"
 BACKBONE = "backbone.pdparams"
 HEAD = "head.pdparams"
-REQUIRED_META = ("task", "arch", "activation", "input_size", "color", "crop", "mean", "std",
-                 "embedding_size")
 
 
-def read_meta(model_dir: str | Path) -> dict[str, Any]:
-    """Read and check a model directory's meta.json; one-line errors for bad directories."""
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory {model_dir} does not exist")
-    path = model_dir / META
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelError(f"{model_dir} is not a facecmp model (no {META})") from None
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: unreadable ({exc})") from None
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise ModelError(f"{path}: missing keys {', '.join(missing)}")
-    if not (model_dir / BACKBONE).is_file():
+def open_model(model_dir: str | Path) -> ModelMeta:
+    """The metadata of a usable model directory: its meta.json, checked, and its weights there."""
+    meta = read_meta(model_dir)
+    if not (Path(model_dir) / BACKBONE).is_file():
         raise ModelError(f"{model_dir} has no {BACKBONE}")
     return meta
-
-
-def write_meta(model_dir: str | Path, meta: dict[str, Any]) -> None:
-    """Write meta.json atomically, so an interrupted write never leaves a broken model."""
-    path = Path(model_dir) / META
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
-def update_meta(model_dir: str | Path, **changes: Any) -> dict[str, Any]:
-    """Change some meta.json fields in place (e.g. a calibrated threshold)."""
-    meta = read_meta(model_dir)
-    meta.update(changes)
-    write_meta(model_dir, meta)
-    return meta
-
-
-def resolve_threshold(meta: dict[str, Any], metric: str | None, threshold: float | None) -> tuple[str, float]:
-    """The metric and threshold to use: flags first, else the model's calibrated ones."""
-    metric = metric or meta.get("metric") or "euclid"
-    if threshold is not None:
-        return metric, float(threshold)
-    calibrated = (meta.get("thresholds") or {}).get(metric)
-    if calibrated is None and metric == meta.get("metric"):
-        calibrated = meta.get("threshold")
-    if calibrated is None:
-        raise ModelError(f"the model has no calibrated {metric} threshold; run "
-                           "`facecmp threshold-sweep --save-threshold` or pass --threshold")
-    return metric, float(calibrated)
-
-
-WEIGHT_DTYPES = ("float32", "float16", "int8", "int4")
 
 
 def _store(state: dict, dtype: str) -> dict:
@@ -80,7 +31,7 @@ def _store(state: dict, dtype: str) -> dict:
     return {k: (v.astype(dtype) if v.dtype.kind == "f" else v) for k, v in state.items()}
 
 
-def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool,
+def save_model(model_dir: str | Path, net, meta: ModelMeta, with_head: bool,
                dtype: str = "float32") -> None:
     """Save a FaceNet's backbone (and head) weights and meta.json into model_dir.
 
@@ -95,7 +46,7 @@ def save_model(model_dir: str | Path, net, meta: dict[str, Any], with_head: bool
     paddle.save(_store(net.backbone.state_dict(), dtype), str(model_dir / BACKBONE))
     if with_head:
         paddle.save(_store(net.head.state_dict(), dtype), str(model_dir / HEAD))
-    write_meta(model_dir, {**meta, "weights_dtype": dtype})
+    write_meta(model_dir, dataclasses.replace(meta, weights_dtype=dtype))
 
 
 def _read_state(path: Path) -> dict:
@@ -125,9 +76,9 @@ def init_backbone(backbone, model_dir: str | Path) -> int:
     Tensors are matched by name and shape, so a ReLU model can start a PReLU one (the PReLU
     slopes keep their defaults); a different architecture is an error.
     """
-    meta = read_meta(model_dir)
-    if meta["arch"] != backbone.arch:
-        raise ModelError(f"--init {model_dir}: its arch is {meta['arch']}, this run's is {backbone.arch}")
+    meta = open_model(model_dir)
+    if meta.arch != backbone.arch:
+        raise ModelError(f"--init {model_dir}: its arch is {meta.arch}, this run's is {backbone.arch}")
     own = backbone.state_dict()
     matched = {k: v for k, v in _read_state(Path(model_dir) / BACKBONE).items()
                if k in own and list(v.shape) == list(own[k].shape)}
@@ -137,27 +88,25 @@ def init_backbone(backbone, model_dir: str | Path) -> int:
     return len(matched)
 
 
-def init_head(head, model_dir: str | Path, meta: dict[str, Any]) -> bool:
+def init_head(head, model_dir: str | Path, meta: ModelMeta) -> bool:
     """Start a classifier head from another model's, when both are the same head over the
     same classes in the same order (a warm restart); returns whether it was loaded."""
-    init = read_meta(model_dir)
+    init = open_model(model_dir)
     path = Path(model_dir) / HEAD
-    same = (init.get("classes") == meta.get("classes") and init.get("head") == meta.get("head")
-            and init.get("task") == meta.get("task"))
-    if not (same and meta.get("classes") and path.is_file()):
+    same = (init.classes, init.head, init.task) == (meta.classes, meta.head, meta.task)
+    if not (same and meta.classes and path.is_file()):
         return False
     _load_state(head, path)
     return True
 
 
-def load_net(model_dir: str | Path, with_head: bool = False):
+def load_net(model_dir: str | Path, with_head: bool = False) -> tuple[Any, ModelMeta]:
     """Rebuild the network from a model directory, in eval mode; returns (net, meta)."""
     from facecmp import models
 
-    meta = read_meta(model_dir)
-    classes = int(meta.get("num_classes") or 1)
-    head = models.build_head(meta.get("head", "linear"), classes) if with_head else None
-    net = models.FaceNet(models.Backbone(meta["arch"], meta["activation"]), head, 0.0)
+    meta = open_model(model_dir)
+    head = models.build_head(meta.head, meta.num_classes) if with_head else None
+    net = models.FaceNet(models.Backbone(meta.arch, meta.activation), head, 0.0)
     _load_state(net.backbone, Path(model_dir) / BACKBONE)
     if with_head:
         if not (Path(model_dir) / HEAD).is_file():

@@ -2,7 +2,7 @@
 
 Training data preparation and every inference command call these functions, so the
 crop, colour and normalisation used at inference are the ones the model was trained on.
-The metadata keys read here are: input_size, color, mean, std, crop.
+The metadata read here (facecmp.meta.ModelMeta): input_size, color, mean, std, crop.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,6 +19,9 @@ import numpy as np
 from facecmp.detect import DETECTORS
 from facecmp.errors import FacecmpError, NoFaceError
 from facecmp.images import ImageInput, describe, to_rgb
+
+if TYPE_CHECKING:
+    from facecmp.meta import ModelMeta
 
 DETECTOR_CHOICES = (*DETECTORS, "none")  # "none": the inputs are face crops already
 # Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
@@ -63,7 +66,7 @@ def _detected_crop(rgb: np.ndarray, method: str, detector: str, scale: float, si
     return FaceCrop(pixels, found["box"], found["landmarks"], note)
 
 
-def with_detector(meta: dict[str, Any], detector: str | None) -> dict[str, Any]:
+def with_detector(meta: ModelMeta, detector: str | None) -> ModelMeta:
     """meta with its crop convention overridden by a --detector choice.
 
     "none" treats inputs as crops (a center-crop model keeps its fixed crop); "mtcnn" or
@@ -73,21 +76,15 @@ def with_detector(meta: dict[str, Any], detector: str | None) -> dict[str, Any]:
         return meta
     if detector not in DETECTOR_CHOICES:
         raise FacecmpError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTOR_CHOICES)}")
-    crop = dict(meta.get("crop") or {"method": "none"})
-    method = crop.get("method", "none")
+    method = meta.crop.method
     if detector == "none":
-        crop["method"] = "center" if method == "center" else "none"
+        crop = replace(meta.crop, method="center" if method == "center" else "none")
     else:
-        crop.update(method="align" if method == "align" else "box", detector=detector)
-    return {**meta, "crop": crop}
+        crop = replace(meta.crop, method="align" if method == "align" else "box", detector=detector)
+    return replace(meta, crop=crop)
 
 
-def detects(meta: dict[str, Any]) -> bool:
-    """Whether meta's crop convention runs a face detector."""
-    return (meta.get("crop") or {}).get("method") in ("align", "box")
-
-
-def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
+def crop_face(rgb: np.ndarray, meta: ModelMeta, source: str = "image",
               detector: str | None = None) -> FaceCrop:
     """Cut the face from an RGB image following the crop convention in meta.
 
@@ -97,29 +94,27 @@ def crop_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
     overrides the convention (see with_detector).
     """
     meta = with_detector(meta, detector)
-    crop = meta.get("crop") or {"method": "none"}
-    size, method = int(meta["input_size"]), crop.get("method", "none")
-    if method in ("align", "box"):
-        face = _detected_crop(rgb, method, crop.get("detector", "mtcnn"),
-                              float(crop.get("scale", 1.0)), size, source)
-    elif method == "center":
-        face = FaceCrop(_resize(center_crop(rgb, float(crop.get("fraction", 1.0))), size))
+    crop, size = meta.crop, meta.input_size
+    if meta.detects:
+        face = _detected_crop(rgb, crop.method, crop.detector, float(crop.scale), size, source)
+    elif crop.method == "center":
+        face = FaceCrop(_resize(center_crop(rgb, float(crop.fraction)), size))
     else:
         face = FaceCrop(_resize(rgb, size))
-    face.pixels = to_color(face.pixels, meta.get("color", "rgb"))
+    face.pixels = to_color(face.pixels, meta.color)
     return face
 
 
-def _rescaled_for(meta: dict[str, Any], detector: str) -> dict[str, Any]:
+def _rescaled_for(meta: ModelMeta, detector: str) -> ModelMeta:
     """meta with its box scale adjusted so that `detector`'s box frames the face as its own did."""
-    crop = dict(meta.get("crop") or {})
-    own = crop.get("detector", "mtcnn")
-    if detector != own and crop.get("method") != "align":
-        crop["scale"] = float(crop.get("scale", 1.0)) * BOX_SIDE[own] / BOX_SIDE[detector]
-    return {**meta, "crop": crop}
+    own = meta.crop.detector
+    if detector == own or meta.crop.method == "align":
+        return meta
+    scale = float(meta.crop.scale) * BOX_SIDE[own] / BOX_SIDE[detector]
+    return replace(meta, crop=replace(meta.crop, scale=scale))
 
 
-def find_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
+def find_face(rgb: np.ndarray, meta: ModelMeta, source: str = "image",
               detector: str | None = None) -> FaceCrop:
     """crop_face with the fallback chain: MTCNN, then Haar, then the whole image, with a note.
 
@@ -128,9 +123,9 @@ def find_face(rgb: np.ndarray, meta: dict[str, Any], source: str = "image",
     comparison uses crop_face alone: a wrong crop there gives a confident wrong verdict.
     """
     chosen = with_detector(meta, detector)
-    if not detects(chosen):
+    if not chosen.detects:
         return crop_face(rgb, chosen, source)
-    first = chosen["crop"].get("detector", "mtcnn")
+    first = chosen.crop.detector
     chain = ["mtcnn", "haar"] if first == "mtcnn" else [first]
     for i, name in enumerate(chain):
         try:
@@ -153,7 +148,7 @@ def to_color(rgb: np.ndarray, color: str) -> np.ndarray:
     return rgb
 
 
-def load_face(image: ImageInput, meta: dict[str, Any], detector: str | None = None,
+def load_face(image: ImageInput, meta: ModelMeta, detector: str | None = None,
               source: str | None = None, fallback: bool = False) -> FaceCrop:
     """Read an image (path, PIL image or array) and cut its face crop (with the fallback
     chain if asked: find_face); raises FacecmpError on bad input."""
@@ -162,7 +157,7 @@ def load_face(image: ImageInput, meta: dict[str, Any], detector: str | None = No
     return cut(to_rgb(image, source), meta, source, detector)
 
 
-def _try_load(image: ImageInput, meta: dict[str, Any], source: str,
+def _try_load(image: ImageInput, meta: ModelMeta, source: str,
               fallback: bool) -> FaceCrop | FacecmpError:
     try:
         return load_face(image, meta, None, source, fallback)
@@ -176,7 +171,7 @@ def _reader_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(2, thread_name_prefix="facecmp-read")
 
 
-def load_faces(images: list[ImageInput], meta: dict[str, Any], detector: str | None = None,
+def load_faces(images: list[ImageInput], meta: ModelMeta, detector: str | None = None,
                fallback: bool = False) -> Iterator[FaceCrop | FacecmpError]:
     """load_face over several images, in order, each a crop or the error it raised.
 
@@ -189,22 +184,22 @@ def load_faces(images: list[ImageInput], meta: dict[str, Any], detector: str | N
 
     meta = with_detector(meta, detector)
     sources = [describe(image, i) for i, image in enumerate(images)]
-    if not detects(meta) or cpu_count() < 2 or len(images) < 2:
+    if not meta.detects or cpu_count() < 2 or len(images) < 2:
         yield from (_try_load(im, meta, src, fallback) for im, src in zip(images, sources))
         return
     n = len(images)
     yield from _reader_pool().map(_try_load, images, [meta] * n, sources, [fallback] * n)
 
 
-def to_tensor_batch(crops: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+def to_tensor_batch(crops: np.ndarray, meta: ModelMeta) -> np.ndarray:
     """uint8 N x H x W x C crops -> normalised float32 N x 3 x H x W network input."""
     x = crops.astype(np.float32) / 255.0
     if x.ndim == 3:
         x = x[..., None]
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
-    mean = np.asarray(meta["mean"], dtype=np.float32)
-    std = np.asarray(meta["std"], dtype=np.float32)
+    mean = np.asarray(meta.mean, dtype=np.float32)
+    std = np.asarray(meta.std, dtype=np.float32)
     return np.ascontiguousarray(((x - mean) / std).transpose(0, 3, 1, 2))
 
 
@@ -244,7 +239,7 @@ def zoom_views(crops: np.ndarray, fraction: float, views: int = 1) -> list[np.nd
             for top, left in corners]
 
 
-def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, meta: dict[str, Any],
+def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, meta: ModelMeta,
                 batch_size: int, flip: bool, zoom: float = 1.0, views: int = 1) -> list[np.ndarray]:
     """forward() over crops in batches of network input; one output array per batch.
 

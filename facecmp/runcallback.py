@@ -3,6 +3,7 @@ early stop; and the hook other callbacks use to follow the run's epochs."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from facecmp import modeldir, plots, runlog
 from facecmp.config import Config
+from facecmp.meta import ModelMeta
 from facecmp.models import paddle
 
 
@@ -19,14 +21,14 @@ class RunEpochCallback(paddle.callbacks.Callback):
     """A callback for facecmp.trainer.train that is also told of each epoch once the run has
     logged and saved it (Paddle's own epoch events come before the validation pass ends)."""
 
-    def on_run_epoch_end(self, row: dict[str, Any], meta: dict[str, Any]) -> None:
+    def on_run_epoch_end(self, row: dict[str, Any], meta: ModelMeta) -> None:
         """The epoch's log.csv row and the meta.json its model was saved with."""
 
 
 class RunCallback(paddle.callbacks.Callback):
     """Per-epoch bookkeeping: LR schedule, margin warm-up, log.csv, checkpoints, early stop."""
 
-    def __init__(self, cfg: Config, run_dir: Path, state: dict, meta: dict, has_val: bool,
+    def __init__(self, cfg: Config, run_dir: Path, state: dict, meta: ModelMeta, has_val: bool,
                  followers: Sequence[RunEpochCallback] = ()):
         super().__init__()
         self.cfg, self.run_dir, self.state, self.meta, self.has_val = cfg, run_dir, state, meta, has_val
@@ -75,7 +77,7 @@ class RunCallback(paddle.callbacks.Callback):
         st["epoch"] += 1
         st["rows"].append(row)
         score = row.get("val_acc") if self.has_val else row["acc"]
-        meta, with_head = {**self.meta, "epochs_trained": st["epoch"]}, self.cfg.task != "identity"
+        meta, with_head = dataclasses.replace(self.meta, epochs_trained=st["epoch"]), self.cfg.task != "identity"
         if score is not None and score > st.get("best", -1.0):
             st.update(best=score, best_epoch=st["epoch"], wait=0)
             modeldir.save_model(self.run_dir / "model", self.model.network, meta, with_head=with_head)

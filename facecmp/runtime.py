@@ -12,7 +12,13 @@ import contextlib
 import io
 import os
 import warnings
+from pathlib import Path
 from types import ModuleType
+
+
+def cache_dir() -> Path:
+    """Where facecmp caches prepared crops and exported models: $FACECMP_CACHE or ~/.cache/facecmp."""
+    return Path(os.environ.get("FACECMP_CACHE", Path.home() / ".cache" / "facecmp"))
 
 
 def cpu_count() -> int:

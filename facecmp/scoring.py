@@ -38,7 +38,7 @@ def pair_distances(pairs: list[Pair], embedder, metric_names: list[str], detecto
     unique = sorted({pair.path_a for pair in pairs} | {pair.path_b for pair in pairs})
     crops, ok, problems = prepare_crops(unique, with_detector(embedder.meta, detector), progress)
     errors = dict(zip((str(unique[i]) for i in np.flatnonzero(~ok)), problems))
-    vectors = np.zeros((len(unique), int(embedder.meta["embedding_size"])), np.float32)
+    vectors = np.zeros((len(unique), embedder.meta.embedding_size), np.float32)
     vectors[ok] = embedder.embed_crops(crops[ok])
     index = {str(p): i for i, p in enumerate(unique)}
     kept, failed = [], []

@@ -115,14 +115,14 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 def save_calibration(model_dir: Path, summary: dict[str, Any], flip: bool, source: Path) -> dict:
     """Store each metric's best threshold in meta.json; the default metric is the better one."""
-    from facecmp.modeldir import read_meta, update_meta
+    from facecmp.meta import read_meta, update_meta
 
     swept = {m: s for m, s in summary.items() if m != "failed_pairs"}
-    thresholds = dict(read_meta(model_dir).get("thresholds") or {})
+    thresholds = dict(read_meta(model_dir).thresholds)
     thresholds.update({m: s["best_threshold"] for m, s in swept.items()})
     metric = max(swept, key=lambda m: swept[m]["kfold"]["mean"])
     calibration = {m: {"pairs": str(source), "kfold_accuracy": s["kfold"]["mean"], "n_pairs": s["n_pairs"]}
                    for m, s in swept.items()}
-    update_meta(model_dir, metric=metric, threshold=thresholds[metric], thresholds=thresholds,
+    update_meta(model_dir, metric=metric, thresholds=thresholds,
                 embed_flip=flip, calibration=calibration)
     return {"metric": metric, "threshold": thresholds[metric]}

@@ -16,6 +16,7 @@ from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.cropcache import prepare_crops
 from facecmp.errors import FacecmpError
 from facecmp.losses import make_loss
+from facecmp.meta import ModelMeta
 from facecmp.models import EMBEDDING_SIZE, build_net, paddle
 from facecmp.preprocess import to_tensor_batch
 from facecmp.runcallback import RunCallback, RunEpochCallback
@@ -24,7 +25,7 @@ from facecmp.runcallback import RunCallback, RunEpochCallback
 class CropDataset(paddle.io.Dataset):
     """Prepared uint8 crops -> (image, label, label, *teacher targets); the label feeds margin heads too."""
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: dict, aug_cfg=None, seed: int = 0,
+    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: ModelMeta, aug_cfg=None, seed: int = 0,
                  targets: tuple[np.ndarray, ...] = ()):
         super().__init__()
         self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
@@ -41,13 +42,6 @@ class CropDataset(paddle.io.Dataset):
         x = to_tensor_batch(img[None], self.meta)[0]
         y = np.asarray([self.labels[i]], dtype=np.int64)
         return (x, y, y, *(t[i] for t in self.targets))
-
-
-def preprocessing_meta(cfg: Config) -> dict[str, Any]:
-    """The preprocessing part of meta.json, taken from the config."""
-    d = cfg.data
-    return {"input_size": d.input_size, "color": d.color, "mean": list(d.mean),
-            "std": list(d.std), "crop": dataclasses.asdict(d.crop)}
 
 
 def split_dir(root: Path, name: str) -> Path:
@@ -110,9 +104,9 @@ def _report(out: Path, folder, problems: list[str], n_train: int, n_val: int) ->
 
 def lineage(model_dir: Path) -> dict[str, Any]:
     """What a model started from, for meta.json: its head, epochs and own starting point."""
-    init = modeldir.read_meta(model_dir)
-    return {"model": str(model_dir), "head": init.get("head"), "epochs_trained": init.get("epochs_trained"),
-            "initialized_from": init.get("initialized_from")}
+    init = modeldir.open_model(model_dir)
+    return {"model": str(model_dir), "head": init.head, "epochs_trained": init.epochs_trained,
+            "initialized_from": init.initialized_from}
 
 
 
@@ -130,7 +124,7 @@ class _Data:
 def _prepare_data(cfg: Config, roots: list[Path], out: Path, exclude: set[str], verbose: int) -> _Data:
     """Scan, split and crop the data; writes data_report.json and the held-out image lists."""
     folder, train_idx, val_idx = gather(cfg, roots, exclude)
-    crops, ok, problems = prepare_crops(folder.paths, preprocessing_meta(cfg), progress=verbose > 0)
+    crops, ok, problems = prepare_crops(folder.paths, ModelMeta.from_config(cfg), progress=verbose > 0)
     train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
     report = _report(out, folder, problems, len(train_idx), len(val_idx))
     if len(train_idx) == 0 or len(np.unique(folder.labels[train_idx])) < 2:
@@ -161,7 +155,7 @@ def _teacher_targets(cfg: Config, paths: list[Path]) -> tuple[list[np.ndarray], 
         if target.shape[1] != EMBEDDING_SIZE:
             raise FacecmpError(f"flip teacher {t.flip_teacher}: {target.shape[1]}-d vectors, not a "
                                f"{EMBEDDING_SIZE}-d model's embeddings (make it with tools/flip_teacher.py)")
-        made_with, ours = info.pop("convention", None), datasets.image_convention(preprocessing_meta(cfg))
+        made_with, ours = info.pop("convention", None), ModelMeta.from_config(cfg).image_convention()
         if made_with and made_with != ours:
             raise FacecmpError(f"flip teacher {t.flip_teacher}: made from {made_with}, but this training "
                                f"uses {ours}; make it with a model of the same crops")
@@ -171,30 +165,23 @@ def _teacher_targets(cfg: Config, paths: list[Path]) -> tuple[list[np.ndarray], 
     return targets, terms, provenance
 
 
-def _model_meta(cfg: Config, roots: list[Path], data: _Data, exclude: set[str], provenance: dict) -> dict[str, Any]:
+def _model_meta(cfg: Config, roots: list[Path], data: _Data, exclude: set[str], provenance: dict) -> ModelMeta:
     """Everything meta.json holds but the epoch count: preprocessing, network, data, lineage."""
-    meta = preprocessing_meta(cfg)
-    report = data.report
-    meta.update(task=cfg.task, arch=cfg.model.arch, activation=cfg.model.activation,
-                head=cfg.model.head, embedding_size=EMBEDDING_SIZE, num_classes=len(data.folder.classes),
-                metric="euclid", threshold=None,
-                training_data={"roots": [str(r) for r in roots],
-                               **{k: v for k, v in report.items() if k not in ("problems", "dropped_classes")}})
+    training_data = {"roots": [str(r) for r in roots],
+                     **{k: v for k, v in data.report.items() if k not in ("problems", "dropped_classes")}}
     if exclude:
-        meta["training_data"]["excluded_identities"] = len(exclude)
-    if cfg.model.init:
-        meta["initialized_from"] = lineage(Path(cfg.model.init))
-    if cfg.task != "identity":
-        meta["classes"] = data.folder.classes
-    meta.update(provenance)
-    return meta
+        training_data["excluded_identities"] = len(exclude)
+    return ModelMeta.from_config(
+        cfg, embedding_size=EMBEDDING_SIZE, num_classes=len(data.folder.classes), training_data=training_data,
+        initialized_from=lineage(Path(cfg.model.init)) if cfg.model.init else None,
+        classes=data.folder.classes if cfg.task != "identity" else None, **provenance)
 
 
-def _network(cfg: Config, meta: dict[str, Any], start_from_init: bool):
+def _network(cfg: Config, meta: ModelMeta, start_from_init: bool):
     """The seeded network; on a fresh run, its backbone (and head) from cfg.model.init."""
     paddle.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
-    net = build_net(cfg.model, meta["num_classes"])
+    net = build_net(cfg.model, meta.num_classes)
     if cfg.model.init and start_from_init:
         n = modeldir.init_backbone(net.backbone, cfg.model.init)
         print(f"backbone starts from {cfg.model.init} ({n} weight tensors)")
@@ -223,7 +210,7 @@ def _build_model(cfg: Config, net, targets: list[np.ndarray], terms: list[tuple[
     return model
 
 
-def _loaders(cfg: Config, data: _Data, meta: dict[str, Any], targets: list[np.ndarray], epoch: int):
+def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray], epoch: int):
     """(training data, validation dataset or None); the augmentation seed and identity batches
     follow the epoch so that a resumed run draws as a fresh one would."""
     labels = data.folder.labels

@@ -32,7 +32,7 @@ def test_the_average_is_the_mean_of_the_weights(tmp_path, tiny_mask):
         got, want = got.state_dict(), want.state_dict()
         for k in want:
             np.testing.assert_allclose(got[k].numpy(), want[k].numpy() + 0.125, atol=1e-5)
-    assert meta["weight_average_of"] == [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert meta.weight_average_of == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
 def test_one_model_a_missing_one_or_another_task_is_a_one_line_error(tmp_path, tiny_mask, tiny_model, capsys):

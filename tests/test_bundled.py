@@ -23,7 +23,8 @@ def _compare(*args):
 
 def test_meta_has_a_calibrated_threshold():
     meta = json.loads((ZOO_DIR / "identity" / "meta.json").read_text())
-    assert meta["metric"] in ("euclid", "cosine") and meta["threshold"] is not None
+    assert meta["metric"] in ("euclid", "cosine") and meta["thresholds"][meta["metric"]] > 0
+    assert "threshold" not in meta  # one calibrated threshold per metric, stored once
     assert meta["crop"]["method"] == "align" and meta["input_size"] == 64
 
 

@@ -150,9 +150,9 @@ def test_no_face_falls_back_to_haar_then_the_whole_image(tiny_mask, monkeypatch)
     # the model's box scale is for MTCNN boxes; Haar's smaller boxes are enlarged to match
     from facecmp.preprocess import _rescaled_for
 
-    own = float(clf.meta["crop"]["scale"])
-    assert _rescaled_for(clf.meta, "haar")["crop"]["scale"] == pytest.approx(own / 0.75)
-    assert _rescaled_for(clf.meta, "mtcnn")["crop"]["scale"] == own
+    own = float(clf.meta.crop.scale)
+    assert _rescaled_for(clf.meta, "haar").crop.scale == pytest.approx(own / 0.75)
+    assert _rescaled_for(clf.meta, "mtcnn").crop.scale == own
 
 
 @pytest.mark.slow

@@ -116,3 +116,15 @@ def test_ablation_specs_variants_resolve():
         spec = yaml.safe_load(spec_path.read_text())
         for overrides in spec["variants"].values():
             load_config(spec["task"], None, overrides or {})
+
+
+def test_the_task_a_config_names_is_its_default(tmp_path):
+    from facecmp.config import declared_task
+
+    (tmp_path / "base.yaml").write_text("task: expression\ndata: {input_size: 48}\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\ntrain: {epochs: 3}\n")
+    assert declared_task(tmp_path / "child.yaml") == "expression"
+    cfg = load_config(None, tmp_path / "child.yaml")
+    assert cfg.task == "expression" and cfg.train.epochs == 3
+    (tmp_path / "plain.yaml").write_text("train: {epochs: 2}\n")
+    assert declared_task(tmp_path / "plain.yaml") is None and load_config(None, tmp_path / "plain.yaml").task == "identity"

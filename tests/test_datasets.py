@@ -12,8 +12,10 @@ from facecmp.cropcache import prepare_crops
 from facecmp.datasets import excluded_identities, scan_classes, split_indices
 from facecmp.trainer import gather
 from facecmp.errors import FacecmpError
+from facecmp.meta import ModelMeta
 
-META = {"input_size": 32, "color": "rgb", "crop": {"method": "none"}, "mean": [0.5] * 3, "std": [0.5] * 3}
+META = ModelMeta.from_dict({"task": "identity", "arch": "resnet18", "activation": "relu", "input_size": 32,
+                            "color": "rgb", "crop": {"method": "none"}, "mean": [0.5] * 3, "std": [0.5] * 3})
 
 
 def test_scan_drops_small_classes_and_prefixes_roots(tmp_path):

@@ -204,8 +204,11 @@ def test_load_faces_in_threads_matches_one_at_a_time_and_keeps_errors_in_place(t
     junk = tmp_path / "not_an_image.jpg"
     junk.write_text("plain text")
     paths.insert(2, junk)
-    meta = {"input_size": 64, "color": "gray", "mean": [0.5] * 3, "std": [0.5] * 3,
-            "crop": {"method": "align", "detector": "mtcnn"}}
+    from facecmp.meta import ModelMeta
+
+    meta = ModelMeta.from_dict({"task": "identity", "arch": "resnet18", "activation": "relu",
+                                "input_size": 64, "color": "gray", "mean": [0.5] * 3, "std": [0.5] * 3,
+                                "crop": {"method": "align", "detector": "mtcnn"}})
     threads = cv2.getNumThreads()
     got = list(load_faces(paths, meta))
     assert cv2.getNumThreads() == threads  # OpenCV's own thread count is left as it was

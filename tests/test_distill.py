@@ -178,8 +178,8 @@ def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch
                   "teacher_loss": "similarity", "teacher_weight": 5.0,
                   "flip_teacher": str(flip), "flip_teacher_weight": 20.0}})
     train(cfg, [root], tmp_path / "run", verbose=0)
-    meta = modeldir.read_meta(tmp_path / "run" / "model")
-    assert meta["flip_distilled_from"]["weight"] == 20.0
+    meta = modeldir.open_model(tmp_path / "run" / "model")
+    assert meta.flip_distilled_from["weight"] == 20.0
 
     # post-ReLU embeddings are non-negative: per class, 16 of the 512 units on
     rng = np.random.default_rng(2)

@@ -34,7 +34,7 @@ def test_classifier_fast_path_matches_plain_forward(fixture, request):
     from facecmp.classifier import Classifier
 
     model = request.getfixturevalue(fixture)
-    size = Classifier(model, fast=False).meta["input_size"]
+    size = Classifier(model, fast=False).meta.input_size
     crops = np.random.default_rng(0).integers(0, 256, (7, size, size, 3), dtype=np.uint8)
     fast = Classifier(model, flip=True, fast=True, batch_size=4)
     plain = Classifier(model, flip=True, fast=False, batch_size=4)

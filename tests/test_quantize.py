@@ -56,8 +56,8 @@ def test_saved_model_gives_nearly_the_same_embeddings(tmp_path, tiny_model, dtyp
     net, meta = modeldir.load_net(tiny_model)
     modeldir.save_model(tmp_path, net, meta, with_head=False, dtype=dtype)
     loaded, saved_meta = modeldir.load_net(tmp_path)
-    assert saved_meta["weights_dtype"] == dtype
-    size = int(meta["input_size"])
+    assert saved_meta.weights_dtype == dtype
+    size = meta.input_size
     x = paddle.randn([4, 3, size, size])
     a, b = net.backbone(x).numpy(), loaded.backbone(x).numpy()
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)

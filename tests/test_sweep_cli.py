@@ -44,10 +44,12 @@ def test_sweep_writes_all_outputs_and_saves_threshold(tiny_model, tiny_tree, tmp
         assert s["n_pairs"] == 40 and s["kfold"]["folds"] == 4 and 0 <= s["roc_auc"] <= 1
         assert s["tar_at_far_1e-3"]["tar"] is None and "needs at least" in s["tar_at_far_1e-3"]["reason"]
     meta = json.loads((tiny_model / "meta.json").read_text())
-    assert meta["metric"] in ("euclid", "cosine") and meta["threshold"] == summary[meta["metric"]]["best_threshold"]
+    threshold = meta["thresholds"][meta["metric"]]
+    assert meta["metric"] in ("euclid", "cosine") and threshold == summary[meta["metric"]]["best_threshold"]
+    assert "threshold" not in meta  # stored once, in thresholds
     res = _run("threshold-sweep", "--model", tiny_model, "--pairs", pairs, "--out", out)
     again = json.loads((out / "summary.json").read_text())[meta["metric"]]
-    assert again["at_calibrated_threshold"]["threshold"] == meta["threshold"]
+    assert again["at_calibrated_threshold"]["threshold"] == threshold
     assert again["at_calibrated_threshold"]["accuracy"] == again["accuracy"]  # same pairs, same threshold
     assert "calibrated threshold" in res.output
 

@@ -163,17 +163,19 @@ def test_init_starts_from_another_models_backbone(tmp_path, tiny_model):
 
 
 def test_init_restarts_a_classifier_head_only_over_the_same_classes(tiny_mask):
+    import dataclasses
+
     import numpy as np
 
-    from facecmp.modeldir import init_head, load_net, read_meta
+    from facecmp.modeldir import init_head, load_net, open_model
     from facecmp.models import build_head
 
     source, meta = load_net(tiny_mask, with_head=True)
-    head = build_head(meta["head"], len(meta["classes"]))
+    head = build_head(meta.head, len(meta.classes))
     before = head.state_dict()["fc.weight"].numpy().copy()
-    assert init_head(head, tiny_mask, {**meta, "classes": meta["classes"][::-1]}) is False
+    assert init_head(head, tiny_mask, dataclasses.replace(meta, classes=meta.classes[::-1])) is False
     assert np.array_equal(head.state_dict()["fc.weight"].numpy(), before)
-    assert init_head(head, tiny_mask, read_meta(tiny_mask)) is True
+    assert init_head(head, tiny_mask, open_model(tiny_mask)) is True
     assert np.allclose(head.state_dict()["fc.weight"].numpy(), source.head.state_dict()["fc.weight"].numpy())
     root = tiny_mask.parent.parent / "data"
     res = CliRunner().invoke(main, ["train", "--task", "mask", "--data", str(root), "--epochs", "1",
@@ -198,7 +200,7 @@ def test_keep_epochs_saves_every_epochs_weights_as_a_model(tmp_path):
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in (tmp_path / "run" / "epochs").iterdir()) == ["01", "02"]
     (one, m1), (two, m2) = (load_net(tmp_path / "run" / "epochs" / e, with_head=True) for e in ("01", "02"))
-    assert (m1["epochs_trained"], m2["epochs_trained"]) == (1, 2)
+    assert (m1.epochs_trained, m2.epochs_trained) == (1, 2)
     w1, w2 = one.head.state_dict()["fc.weight"].numpy(), two.head.state_dict()["fc.weight"].numpy()
     assert not np.allclose(w1, w2)
 

@@ -39,6 +39,7 @@ from facecmp import datasets, trainer  # noqa: E402
 from facecmp.config import load_config  # noqa: E402
 from facecmp.cropcache import prepare_crops  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
+from facecmp.meta import ModelMeta  # noqa: E402
 from facecmp.errors import FacecmpError  # noqa: E402
 from facecmp.preprocess import to_tensor_batch  # noqa: E402
 from facecmp.runcallback import RunEpochCallback  # noqa: E402
@@ -103,10 +104,9 @@ class TestSet:
         self.paths, self.labels, self.classes = paths, labels, classes
         self._crops: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def accuracy(self, net, meta: dict, batch_size: int = 128) -> float:
+    def accuracy(self, net, meta: ModelMeta, batch_size: int = 128) -> float:
         """Top-1 accuracy of a FaceNet with head, leaving its train/eval mode as it was."""
-        key = json.dumps({k: meta.get(k) for k in ("input_size", "color", "mean", "std", "crop")},
-                         sort_keys=True)
+        key = json.dumps([meta.image_convention(), meta.mean, meta.std], sort_keys=True)
         if key not in self._crops:
             crops, ok, _ = prepare_crops(self.paths, meta, progress=False)
             self._crops[key] = crops[ok], self.labels[ok]
@@ -131,11 +131,11 @@ class ScoringCallback(RunEpochCallback):
         super().__init__()
         self.test, self.rows, self.tag = test, rows, tag
 
-    def on_run_epoch_end(self, row: dict, meta: dict) -> None:
+    def on_run_epoch_end(self, row: dict, meta: ModelMeta) -> None:
         """Append the epoch's test accuracy (beside its validation and training accuracy) to rows."""
         test, tag = self.test, self.tag
-        if meta.get("classes") != test.classes:
-            raise SystemExit(f"training classes {meta.get('classes')} differ from the "
+        if meta.classes != test.classes:
+            raise SystemExit(f"training classes {meta.classes} differ from the "
                              f"test classes {test.classes}")
         acc = test.accuracy(self.model.network, meta)
         self.rows.append({**tag, "epoch": row["epoch"], "test_acc": round(acc, 6),

@@ -13,6 +13,7 @@ pairs) before using it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -35,14 +36,14 @@ def average(srcs: list[Path], out: Path) -> None:
         raise FacecmpError("give at least two model directories to average")
     with_head = all((Path(s) / HEAD).is_file() for s in srcs)
     nets = [load_net(s, with_head=with_head) for s in srcs]
-    kinds = {(m["arch"], m["activation"], m["task"], str(m.get("classes"))) for _, m in nets}
+    kinds = {(m.arch, m.activation, m.task, str(m.classes)) for _, m in nets}
     if len(kinds) > 1:
         raise FacecmpError("the models differ in architecture, task or classes")
     net, meta = nets[-1]
     net.backbone.set_state_dict(_mean_state([n.backbone for n, _ in nets]))
     if with_head:
         net.head.set_state_dict(_mean_state([n.head for n, _ in nets]))
-    meta = {**meta, "weight_average_of": [str(s) for s in srcs]}
+    meta = dataclasses.replace(meta, weight_average_of=[str(s) for s in srcs])
     save_model(out, net, meta, with_head=with_head)
 
 

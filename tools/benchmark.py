@@ -52,7 +52,7 @@ lap("import_facecmp")
 from facecmp.runtime import import_paddle
 import_paddle(); lap("import_paddle")
 fm = facecmp.load_model(model); fm.embedder; lap("model_load")
-if det or fm.meta["crop"].get("method") in ("align", "box"):
+if det or fm.meta.detects:
     detect._mtcnn()
 lap("detector_init")
 facecmp.compare(a, b, fm, metric, detector=det); lap("compare")
@@ -112,15 +112,13 @@ def resolve_model(arg: Path | None, tmp: Path) -> tuple[Path, str]:
         return default_model(), "bundled"
     except FacecmpError:
         pass
-    from facecmp.config import load_config
+    from facecmp.config import CropConfig, load_config
+    from facecmp.meta import ModelMeta
     from facecmp.modeldir import save_model
-    from facecmp.models import EMBEDDING_SIZE, build_net
-    from facecmp.trainer import preprocessing_meta
+    from facecmp.models import build_net
     cfg = load_config("identity")  # meta as the trainer writes it, with aligned crops
-    meta = {**preprocessing_meta(cfg), "crop": {"method": "align", "detector": "mtcnn"},
-            "task": "identity", "arch": cfg.model.arch, "activation": cfg.model.activation,
-            "head": cfg.model.head, "embedding_size": EMBEDDING_SIZE, "num_classes": 2,
-            "metric": "euclid", "threshold": 1.0}
+    meta = ModelMeta.from_config(cfg, num_classes=2, metric="euclid", thresholds={"euclid": 1.0})
+    meta.crop = CropConfig(method="align", detector="mtcnn")
     save_model(tmp / "model", build_net(cfg.model, 2), meta, with_head=False)
     return tmp / "model", "untrained"
 
@@ -134,14 +132,14 @@ def embed_ips(embed: Callable[[np.ndarray], object], crops: np.ndarray, reps: in
     return reps * len(crops) / (time.perf_counter() - t)
 
 
-def paddle_train_ips(crops: np.ndarray, labels: np.ndarray, classes: int, meta: dict, n: dict) -> float:
+def paddle_train_ips(crops: np.ndarray, labels: np.ndarray, classes: int, meta, n: dict) -> float:
     """Images/s of facecmp training through paddle.Model.fit, as facecmp.trainer sets it up."""
     from facecmp import onednn
     from facecmp.config import load_config
     from facecmp.models import build_net, paddle
     from facecmp.losses import make_loss
     from facecmp.trainer import CropDataset
-    cfg, size, ends = load_config("identity"), int(meta["input_size"]), []
+    cfg, size, ends = load_config("identity"), meta.input_size, []
     paddle.seed(0)
     net = build_net(cfg.model, classes)
     spec = paddle.static.InputSpec
@@ -186,11 +184,12 @@ def torch_worker(path: Path) -> int:
     """The PyTorch half, in its own process so the two runtimes never share threads."""
     import torch
 
+    from facecmp.meta import ModelMeta
     from facecmp.preprocess import to_tensor_batch
     from facecmp.runtime import cpu_count
     torch.set_num_threads(cpu_count())
     z = np.load(path)
-    meta, n = json.loads(str(z["meta"])), json.loads(str(z["plan"]))
+    meta, n = ModelMeta.from_dict(json.loads(str(z["meta"]))), json.loads(str(z["plan"]))
     out = {"version": torch.__version__, "threads": torch.get_num_threads()}
     backbone = torch_resnet18().eval()
     embed = torch.inference_mode()(lambda crops: [backbone(torch.from_numpy(to_tensor_batch(
@@ -214,10 +213,11 @@ def run_worker(flag: str, inputs: Path) -> dict:
 
 def train_worker(path: Path) -> int:
     """facecmp's training side, in a process of its own as `facecmp train` is."""
+    from facecmp.meta import ModelMeta
     from facecmp.runtime import import_paddle
     import_paddle()
     z = np.load(path)
-    meta, n = json.loads(str(z["meta"])), json.loads(str(z["plan"]))
+    meta, n = ModelMeta.from_dict(json.loads(str(z["meta"]))), json.loads(str(z["plan"]))
     print(json.dumps({f"train_{kind}": paddle_train_ips(z[f"crops_{kind}"], z[f"labels_{kind}"], n["classes"],
                                                          meta, n) for kind in ("random", "real")}))
     return 0
@@ -225,11 +225,12 @@ def train_worker(path: Path) -> int:
 
 def measure_networks(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
     """Training and embedding throughput, facecmp and PyTorch, on random images and LFW crops."""
-    from facecmp.config import load_config
+    from facecmp.config import CropConfig, load_config
     from facecmp.embedder import Embedder
+    from facecmp.meta import ModelMeta
     from facecmp.preprocess import load_face
-    from facecmp.trainer import preprocessing_meta
-    meta = {**preprocessing_meta(load_config("identity")), "crop": {"method": "center", "fraction": 1.0}}
+    meta = ModelMeta.from_config(load_config("identity"))
+    meta.crop = CropConfig(method="center", fraction=1.0)
     files = spread(sorted((data / "lfw").glob("*/*.jpg")), (n["warm"] + n["steps"]) * BATCH)
     names = sorted({p.parent.name for p in files})
     real = np.stack([load_face(p, meta).pixels for p in files])
@@ -240,7 +241,7 @@ def measure_networks(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
     for kind in ("random", "real"):
         sets[f"embed_{kind}"] = np.resize(sets[f"crops_{kind}"], (n["embed"],) + real.shape[1:])
     inputs = tmp / "inputs.npz"
-    np.savez(inputs, meta=json.dumps(meta), plan=json.dumps({**n, "classes": len(names)}), **sets)
+    np.savez(inputs, meta=json.dumps(meta.to_dict()), plan=json.dumps({**n, "classes": len(names)}), **sets)
     embedder = Embedder(model_dir, flip=False)
     rounds = []
     for _ in range(n["rounds"]):
@@ -352,7 +353,7 @@ def measure_compare(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
         metric, flags = fm.threshold()[0], []
     except facecmp.FacecmpError:  # an uncalibrated model: any threshold times the same
         metric, flags = "euclid", ["--metric", "euclid", "--threshold", "1"]
-    det = None if fm.meta["crop"].get("method") in ("align", "box") else "mtcnn"
+    det = None if fm.meta.detects else "mtcnn"
     a, b = str(pairs[0].path_a), str(pairs[0].path_b)
     exe = Path(sys.executable).with_name("facecmp")
     cli = ([str(exe)] if exe.exists() else [sys.executable, "-m", "facecmp.cli"]) + \

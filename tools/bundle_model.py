@@ -12,13 +12,14 @@ again once loaded. The target's MODEL_CARD.md is kept.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 from pathlib import Path
 
 from facecmp.errors import FacecmpError
-from facecmp.modeldir import WEIGHT_DTYPES, load_net, read_meta, save_model
-from facecmp.preprocess import check_views, check_zoom
+from facecmp.meta import WEIGHT_DTYPES
+from facecmp.modeldir import load_net, open_model, save_model
 
 
 def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None = None,
@@ -29,15 +30,11 @@ def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None 
     (image and mirror averaged), zoom (the central fraction of each crop) and crops (1, or 5:
     the central and four corner squares of that fraction).
     """
-    meta = read_meta(src)
-    with_head = meta.get("task") != "identity"
+    with_head = open_model(src).task != "identity"
     net, meta = load_net(src, with_head=with_head)
-    if predict_flip is not None:
-        meta["predict_flip"] = predict_flip
-    if predict_zoom is not None:
-        meta["predict_zoom"] = check_zoom(predict_zoom)
-    if predict_crops is not None:
-        meta["predict_crops"] = check_views(predict_crops, float(meta.get("predict_zoom", 1.0)))
+    settings = {"predict_flip": predict_flip, "predict_zoom": predict_zoom, "predict_crops": predict_crops}
+    meta = dataclasses.replace(meta, **{k: v for k, v in settings.items() if v is not None})
+    meta.check()  # a bad zoom or crop count fails before dst is touched
     card = dst / "MODEL_CARD.md"
     card_text = card.read_text() if card.is_file() else None
     if dst.exists():

@@ -78,13 +78,12 @@ def torch_script() -> str:
 
 def preprocessing(model_dir: Path) -> dict:
     """What `facecmp embed --detector none` does to an image for this model, for the PyTorch side."""
-    from facecmp.modeldir import read_meta
+    from facecmp.modeldir import open_model
 
-    meta = read_meta(model_dir)
-    crop = meta.get("crop") or {}
-    fraction = float(crop.get("fraction", 1.0)) if crop.get("method") == "center" else None
-    return {"size": int(meta["input_size"]), "fraction": fraction, "gray": meta.get("color") == "gray",
-            "mean": meta["mean"], "std": meta["std"], "flip": bool(meta.get("embed_flip", False))}
+    meta = open_model(model_dir)
+    fraction = float(meta.crop.fraction) if meta.crop.method == "center" else None
+    return {"size": meta.input_size, "fraction": fraction, "gray": meta.color == "gray",
+            "mean": meta.mean, "std": meta.std, "flip": meta.embed_flip}
 
 
 def wall(cmd: list[str]) -> float:

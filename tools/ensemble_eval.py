@@ -32,7 +32,7 @@ class AveragedEmbedder:
         self.members = [Embedder(m, flip=False) for m in model_dirs]
         self.meta = self.members[0].meta
         for m in self.members[1:]:
-            if any(m.meta.get(k) != self.meta.get(k) for k in ("input_size", "color", "crop", "mean", "std")):
+            if any(getattr(m.meta, k) != getattr(self.meta, k) for k in ("input_size", "color", "crop", "mean", "std")):
                 raise SystemExit(f"error: {m.model_dir} cuts its faces differently from {self.members[0].model_dir}")
 
     def embed_crops(self, crops: np.ndarray) -> np.ndarray:

@@ -35,12 +35,11 @@ def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tupl
     """N x 512 flip-averaged embeddings of paths' aligned crops (NaN rows where no face was
     found), and the model's image convention."""
     from facecmp.cropcache import prepare_crops
-    from facecmp.datasets import image_convention
     from facecmp.embedder import Embedder
 
     emb = Embedder(model, flip=True)
     crops, ok, _ = prepare_crops(paths, emb.meta, progress=progress)
-    out = np.full((len(paths), int(emb.meta["embedding_size"])), np.nan, dtype=np.float32)
+    out = np.full((len(paths), emb.meta.embedding_size), np.nan, dtype=np.float32)
     step = 1024
     rows = np.flatnonzero(ok)
     for i in range(0, len(rows), step):
@@ -49,7 +48,7 @@ def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tupl
             print(f"\rembedded {min(i + step, len(rows))}/{len(rows)} crops", end="", file=sys.stderr, flush=True)
     if progress and len(rows):
         print(file=sys.stderr)
-    return out, image_convention(emb.meta)
+    return out, emb.meta.image_convention()
 
 
 def main(argv: list[str] | None = None) -> int:
