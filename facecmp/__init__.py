@@ -9,13 +9,13 @@ Importing the package is cheap: the API loads on first use, and Paddle only when
 network runs (see facecmp.api).
 """
 
-from facecmp.errors import FacecmpError, ImageError, ModelError, NoFaceError
+from facecmp.errors import FacecmpError, ImageError, ModelError, NoFaceError, NothingDoneError
 
 __version__ = "0.1.0"
 
 _API = ("load_model", "compare", "embed", "classify", "FaceModel", "Comparison", "Embeddings",
         "Classification", "FaceInfo")
-__all__ = [*_API, "FacecmpError", "ImageError", "ModelError", "NoFaceError"]
+__all__ = [*_API, "FacecmpError", "ImageError", "ModelError", "NoFaceError", "NothingDoneError"]
 
 
 def __getattr__(name: str):

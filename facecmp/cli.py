@@ -9,24 +9,20 @@ from pathlib import Path
 import click
 
 from facecmp.config import TASKS
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, one_line_errors
 from facecmp.metrics import METRICS
 from facecmp.preprocess import DETECTOR_CHOICES
 
 
 def friendly(func):
     """Turn user errors into one line on stderr and a non-zero exit, never a traceback."""
+    guarded = one_line_errors(func)  # a command returns None, so any value is an exit code
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except FacecmpError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+    def wrapper(*args, **kwargs) -> None:
+        code = guarded(*args, **kwargs)
+        if code:
+            sys.exit(code)
 
     return wrapper
 
@@ -268,33 +264,25 @@ def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool
         sys.exit(1)
 
 
-@main.command()
-@click.argument("images", nargs=-1, required=True)
-@click.option("--model", type=click.Path(path_type=Path), help="Model directory (default: the bundled mask model).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
-@CLASSIFY_DETECTOR_OPT
-@FLIP_OPT
-@ZOOM_OPT
-@CROPS_OPT
-@friendly
-def mask(images, model, as_json, detector, flip, zoom, crops) -> None:
-    """Is the face wearing a mask? Prints label and probability per image."""
-    _classify("mask", images, model, as_json, detector, flip, zoom, crops)
+def _classifier_command(task: str, summary: str) -> None:
+    """Register `facecmp TASK IMAGES...` for a classifier task."""
+
+    @main.command(task, help=summary)
+    @click.argument("images", nargs=-1, required=True)
+    @click.option("--model", type=click.Path(path_type=Path),
+                  help=f"Model directory (default: the bundled {task} model).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
+    @CLASSIFY_DETECTOR_OPT
+    @FLIP_OPT
+    @ZOOM_OPT
+    @CROPS_OPT
+    @friendly
+    def command(images, model, as_json, detector, flip, zoom, crops) -> None:
+        _classify(task, images, model, as_json, detector, flip, zoom, crops)
 
 
-@main.command()
-@click.argument("images", nargs=-1, required=True)
-@click.option("--model", type=click.Path(path_type=Path),
-              help="Model directory (default: the bundled expression model).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per image.")
-@CLASSIFY_DETECTOR_OPT
-@FLIP_OPT
-@ZOOM_OPT
-@CROPS_OPT
-@friendly
-def expression(images, model, as_json, detector, flip, zoom, crops) -> None:
-    """The facial expression of each image: label and probability."""
-    _classify("expression", images, model, as_json, detector, flip, zoom, crops)
+_classifier_command("mask", "Is the face wearing a mask? Prints label and probability per image.")
+_classifier_command("expression", "The facial expression of each image: label and probability.")
 
 
 if __name__ == "__main__":

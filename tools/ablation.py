@@ -40,7 +40,7 @@ from facecmp.config import load_config  # noqa: E402
 from facecmp.cropcache import prepare_crops  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
 from facecmp.meta import ModelMeta  # noqa: E402
-from facecmp.errors import FacecmpError  # noqa: E402
+from facecmp.errors import one_line_errors  # noqa: E402
 from facecmp.preprocess import to_tensor_batch  # noqa: E402
 from facecmp.runcallback import RunEpochCallback  # noqa: E402
 from facecmp.trainer import split_dir  # noqa: E402
@@ -215,6 +215,7 @@ def write_results(out: Path, rows: list[dict], table: str, args, spec: dict) -> 
         f"{f'{args.test_subset} per class' if args.test_subset else 'all'}.\n\n{table}\n")
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -241,16 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)} (the spec has {', '.join(variants)})")
     variants = [v for v in variants if not args.only or v in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
-    try:
-        classes = sorted(p.name for p in split_dir(args.data, "train").iterdir() if p.is_dir())
-        test = TestSet(args.data, classes, args.test_subset)
-        rows: list[dict] = []
-        for seed in args.seeds:
-            for variant in variants:
-                print(f"{variant} seed {seed}", flush=True)
-                rows += run_one(args, spec, variant, seed, test)
-    except FacecmpError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    classes = sorted(p.name for p in split_dir(args.data, "train").iterdir() if p.is_dir())
+    test = TestSet(args.data, classes, args.test_subset)
+    rows: list[dict] = []
+    for seed in args.seeds:
+        for variant in variants:
+            print(f"{variant} seed {seed}", flush=True)
+            rows += run_one(args, spec, variant, seed, test)
     table = summarise(rows, variants, args.epochs)
     write_results(args.out, rows, table, args, spec)
     print(f"\n{table}\nwrote {args.out}/results.csv, results.json, results.md")

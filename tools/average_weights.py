@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, one_line_errors
 from facecmp.modeldir import HEAD, load_net, save_model
 
 
@@ -47,17 +47,14 @@ def average(srcs: list[Path], out: Path) -> None:
     save_model(out, net, meta, with_head=with_head)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", type=Path, nargs="+", help="model directories (two or more)")
     ap.add_argument("--out", type=Path, required=True, help="output model directory")
     args = ap.parse_args(argv)
-    try:
-        average(args.models, args.out)
-    except FacecmpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    average(args.models, args.out)
     print(f"averaged {len(args.models)} models -> {args.out}")
     return 0
 

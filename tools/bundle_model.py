@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import one_line_errors
 from facecmp.meta import WEIGHT_DTYPES
 from facecmp.modeldir import load_net, open_model, save_model
 
@@ -44,6 +44,7 @@ def bundle(src: Path, dst: Path, dtype: str = "int4", predict_flip: bool | None 
         card.write_text(card_text)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -57,12 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predict-crops", type=int, choices=(1, 5), default=None,
                     help="classifiers: 5 adds the four corner squares of the zoomed size by default")
     args = ap.parse_args(argv)
-    try:
-        bundle(args.src, args.dst, dtype=args.dtype, predict_flip=args.predict_flip,
-               predict_zoom=args.predict_zoom, predict_crops=args.predict_crops)
-    except FacecmpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    bundle(args.src, args.dst, dtype=args.dtype, predict_flip=args.predict_flip,
+           predict_zoom=args.predict_zoom, predict_crops=args.predict_crops)
     size = sum(p.stat().st_size for p in args.dst.iterdir() if p.is_file()) / 1e6
     print(f"bundled {args.src} -> {args.dst} ({size:.1f} MB)")
     return 0

@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facecmp.errors import FacecmpError  # noqa: E402
+from facecmp.errors import one_line_errors  # noqa: E402
 
 
 def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tuple[np.ndarray, dict]:
@@ -51,6 +51,7 @@ def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tupl
     return out, emb.meta.image_convention()
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     from teacher_embeddings import add_pool_arguments, pool_folder
@@ -59,13 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     add_pool_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        paths = pool_folder(args).paths
-        if args.limit:
-            paths = paths[: args.limit]
-        emb, convention = flip_averaged(args.model, paths)
-    except FacecmpError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    paths = pool_folder(args).paths
+    if args.limit:
+        paths = paths[: args.limit]
+    emb, convention = flip_averaged(args.model, paths)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_name(args.out.name + ".tmp.npz")
     np.savez(tmp, paths=np.asarray([os.path.realpath(p) for p in paths]), emb=emb,

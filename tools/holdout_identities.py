@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import FacecmpError, one_line_errors
 from facecmp.images import is_image_name
 from facecmp.pairs import pair_identities
 
@@ -51,6 +51,7 @@ def singletons(root: Path, m: int, exclude: set[str], seed: int) -> list[str]:
     return sorted(str(x) for x in picked)
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -64,13 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    try:
-        exclude = pair_identities(args.pairs, args.folds) if args.pairs else set()
-        names = holdout(args.root, args.n, args.min_images, exclude, args.seed)
-        once = singletons(args.root, args.singletons, exclude, args.seed) if args.singletons else []
-    except FacecmpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    exclude = pair_identities(args.pairs, args.folds) if args.pairs else set()
+    names = holdout(args.root, args.n, args.min_images, exclude, args.seed)
+    once = singletons(args.root, args.singletons, exclude, args.seed) if args.singletons else []
     linked = args.out / "identities"
     linked.mkdir(parents=True, exist_ok=True)
     for name in names + once:

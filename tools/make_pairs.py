@@ -17,7 +17,7 @@ from pathlib import Path
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from facecmp.errors import FacecmpError  # noqa: E402
+from facecmp.errors import FacecmpError, one_line_errors  # noqa: E402
 from facecmp.pairs import Pair, make_balanced_pairs, write_pairs_csv  # noqa: E402
 
 
@@ -29,6 +29,7 @@ def _relative_to(pairs: list[Pair], folder: Path) -> list[Pair]:
     return [Pair(rel(p.path_a), rel(p.path_b), p.same, p.fold, p.line) for p in pairs]
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, write the pair CSV and return the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,15 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("pairs.csv"),
                     help="output CSV (default pairs.csv)")
     args = ap.parse_args(argv)
-    try:
-        pairs = make_balanced_pairs(args.root, args.same, args.different, args.seed)
-        out = args.out
-        if not out.parent.is_dir():
-            raise FacecmpError(f"{out.parent}: output folder does not exist")
-        write_pairs_csv(_relative_to(pairs, out.parent), out)
-    except FacecmpError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    pairs = make_balanced_pairs(args.root, args.same, args.different, args.seed)
+    out = args.out
+    if not out.parent.is_dir():
+        raise FacecmpError(f"{out.parent}: output folder does not exist")
+    write_pairs_csv(_relative_to(pairs, out.parent), out)
     print(f"wrote {len(pairs)} pairs ({args.same} same, {args.different} different) to {out}")
     return 0
 

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from facecmp.datasets import excluded_identities, scan_classes  # noqa: E402
-from facecmp.errors import FacecmpError  # noqa: E402
+from facecmp.errors import FacecmpError, one_line_errors  # noqa: E402
 
 TEACHER = "dlib_face_recognition_resnet_model_v1 (face_recognition_models 0.3.0), 5-point landmarks in the MTCNN box"
 DIM = 128
@@ -146,6 +146,7 @@ def run(paths: list[str], out: Path, workers: int, progress: bool = True) -> np.
     return emb
 
 
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     model_files()
-    try:
-        paths = training_paths(args)
-    except FacecmpError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    paths = training_paths(args)
     if args.limit:
         paths = paths[: args.limit]
     args.out.parent.mkdir(parents=True, exist_ok=True)
