@@ -41,7 +41,7 @@ from facecmp.cropcache import prepare_crops  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
 from facecmp.meta import ModelMeta  # noqa: E402
 from facecmp.errors import one_line_errors  # noqa: E402
-from facecmp.preprocess import to_tensor_batch  # noqa: E402
+from facecmp.preprocess import run_batches  # noqa: E402
 from facecmp.runcallback import RunEpochCallback  # noqa: E402
 from facecmp.trainer import split_dir  # noqa: E402
 
@@ -114,14 +114,11 @@ class TestSet:
         paddle = trainer.paddle
         was_training = net.training
         net.eval()
-        hits = 0
-        with paddle.no_grad():
-            for i in range(0, len(labels), batch_size):
-                x = paddle.to_tensor(to_tensor_batch(crops[i : i + batch_size], meta))
-                hits += int((net(x).numpy().argmax(axis=1) == labels[i : i + batch_size]).sum())
+        with paddle.no_grad():  # the same batches of network input as a bundled classifier's
+            logits = run_batches(lambda x: net(paddle.to_tensor(x)).numpy(), crops, meta, batch_size, flip=False)
         if was_training:
             net.train()
-        return hits / len(labels)
+        return float((np.concatenate(logits).argmax(axis=1) == labels).mean())
 
 
 class ScoringCallback(RunEpochCallback):

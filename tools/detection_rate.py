@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from facecmp.detect import DETECTORS, detect_faces  # noqa: E402
-from facecmp.errors import FacecmpError  # noqa: E402
+from facecmp.errors import FacecmpError, one_line_errors  # noqa: E402
 from facecmp.images import load_rgb  # noqa: E402
+from facecmp.pairs import read_pairs, select_folds  # noqa: E402
 
 
 def default_data_root() -> Path:
@@ -28,34 +29,13 @@ def default_data_root() -> Path:
     return data_root()
 
 
-def parse_folds(text: str) -> list[int]:
-    """'1-5', '2' or '1,3,7' -> sorted fold numbers (1-based)."""
-    folds: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.strip().partition("-")
-        folds.update(range(int(lo), int(hi or lo) + 1))
-    return sorted(folds)
+def fold_images(pairs_file: Path, folds: str, images_root: Path | None = None) -> list[Path]:
+    """Distinct images used by the given folds of a pairs file, in order of first use."""
+    pairs = select_folds(read_pairs(pairs_file, images_root), folds)
+    return list(dict.fromkeys(path for pair in pairs for path in (pair.path_a, pair.path_b)))
 
 
-def fold_images(pairs_file: Path, folds: list[int]) -> list[tuple[str, int]]:
-    """Distinct (name, number) images used by the given folds of an LFW pairs file."""
-    lines = pairs_file.read_text().split("\n")
-    n_folds, per_fold = (int(v) for v in lines[0].split()[:2])
-    rows = [line.split() for line in lines[1:] if line.strip()]
-    images: dict[tuple[str, int], None] = {}
-    for fold in folds:
-        if not 1 <= fold <= n_folds:
-            raise SystemExit(f"fold {fold} is outside 1-{n_folds}")
-        for row in rows[(fold - 1) * 2 * per_fold: fold * 2 * per_fold]:
-            if len(row) == 3:
-                images[(row[0], int(row[1]))] = None
-                images[(row[0], int(row[2]))] = None
-            else:
-                images[(row[0], int(row[1]))] = None
-                images[(row[2], int(row[3]))] = None
-    return list(images)
-
-
+@one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -67,14 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     root = args.data_root or default_data_root()
-    pairs = args.pairs or root / "lfw-pairs.txt"
-    if not pairs.is_file():
-        raise SystemExit(f"{pairs}: no such file (set --data-root or FACECMP_DATA)")
-
-    images = fold_images(pairs, parse_folds(args.folds))
+    images = fold_images(args.pairs or root / "lfw-pairs.txt", args.folds, root / "lfw")
     misses, times = [], []
-    for i, (name, num) in enumerate(images, 1):
-        path = root / "lfw" / name / f"{name}_{num:04d}.jpg"
+    for i, path in enumerate(images, 1):
         try:
             rgb = load_rgb(path)
         except FacecmpError as exc:
