@@ -168,6 +168,8 @@ def load_model(name_or_dir: str | Path | None = None, task: str = "identity", *,
     if name_or_dir is not None and str(name_or_dir) in TASKS and not Path(name_or_dir).exists():
         task, name_or_dir = str(name_or_dir), None
     if name_or_dir is not None:
+        if not isinstance(name_or_dir, (str, Path)):
+            raise ModelError(f"a model is a FaceModel, a directory or a task name, not {type(name_or_dir).__name__}")
         return FaceModel(name_or_dir, flip, zoom, crops)
     if task not in TASKS:
         raise ModelError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

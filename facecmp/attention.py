@@ -8,7 +8,10 @@ plugs into models.Backbone like resnet18 does.
 
 from __future__ import annotations
 
-from facecmp.models import EMBEDDING_SIZE, make_activation, paddle
+from facecmp.models import EMBEDDING_SIZE, make_activation
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 nn = paddle.nn
 F = paddle.nn.functional

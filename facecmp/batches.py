@@ -12,7 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from facecmp.models import paddle
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 
 def identity_groups(labels: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndarray]:

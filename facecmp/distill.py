@@ -29,7 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from facecmp.errors import FacecmpError
-from facecmp.models import EMBEDDING_SIZE, paddle
+from facecmp.models import EMBEDDING_SIZE
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 nn = paddle.nn
 F = paddle.nn.functional

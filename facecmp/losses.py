@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from facecmp.config import Config
-from facecmp.models import paddle
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 
 class FocalLoss(paddle.nn.Layer):

@@ -148,7 +148,10 @@ class ModelMeta:
         if metric not in METRICS:
             raise ModelError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
         if threshold is not None:
-            return metric, float(threshold)
+            try:
+                return metric, float(threshold)
+            except (TypeError, ValueError):
+                raise FacecmpError(f"threshold must be a number, got {threshold!r}") from None
         if metric not in self.thresholds:
             raise ModelError(f"the model has no calibrated {metric} threshold; run "
                              "`facecmp threshold-sweep --save-threshold` or pass --threshold")

@@ -14,7 +14,9 @@ import numpy as np
 from facecmp import modeldir, plots, runlog
 from facecmp.config import Config
 from facecmp.meta import ModelMeta
-from facecmp.models import paddle
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 
 class RunEpochCallback(paddle.callbacks.Callback):

@@ -17,9 +17,12 @@ from facecmp.cropcache import prepare_crops
 from facecmp.errors import FacecmpError
 from facecmp.losses import make_loss
 from facecmp.meta import ModelMeta
-from facecmp.models import EMBEDDING_SIZE, build_net, paddle
+from facecmp.models import EMBEDDING_SIZE, build_net
 from facecmp.preprocess import to_tensor_batch
 from facecmp.runcallback import RunCallback, RunEpochCallback
+from facecmp.runtime import import_paddle
+
+paddle = import_paddle()
 
 
 class CropDataset(paddle.io.Dataset):

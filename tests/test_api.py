@@ -123,3 +123,18 @@ def test_a_model_is_loaded_once_and_shared_by_threads():
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(lambda p: facecmp.compare(p[0], p[1], model).distance, pairs))
     assert together == pytest.approx(alone, abs=1e-5)
+
+
+def test_wrong_arguments_are_facecmp_errors_too():
+    with pytest.raises(facecmp.ModelError, match="not int"):
+        facecmp.load_model(7)
+    with pytest.raises(facecmp.ModelError, match="unknown task"):
+        facecmp.load_model(None, "age")
+    from facecmp.meta import ModelMeta
+
+    meta = ModelMeta.from_dict({"task": "identity", "arch": "resnet18", "activation": "relu", "input_size": 64,
+                                "color": "gray", "mean": [0.5] * 3, "std": [0.5] * 3, "crop": {"method": "none"}})
+    with pytest.raises(facecmp.FacecmpError, match="threshold must be a number"):
+        meta.threshold_for("cosine", "high")
+    with pytest.raises(facecmp.ModelError, match="unknown metric"):
+        meta.threshold_for("manhattan", 1.0)

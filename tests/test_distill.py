@@ -57,7 +57,10 @@ def test_unusable_teacher_files_are_one_line_errors(tmp_path):
 
 
 def test_similarity_gap_is_zero_for_the_teachers_geometry_and_ignores_rows_without_target():
-    from facecmp.distill import paddle, similarity_gap
+    from facecmp.distill import similarity_gap
+    from facecmp.runtime import import_paddle
+
+    paddle = import_paddle()
 
     rng = np.random.default_rng(0)
     target = rng.normal(size=(6, 16)).astype(np.float32)

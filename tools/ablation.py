@@ -42,6 +42,7 @@ from facecmp.evaluate import scan_labelled  # noqa: E402
 from facecmp.meta import ModelMeta  # noqa: E402
 from facecmp.errors import one_line_errors  # noqa: E402
 from facecmp.preprocess import run_batches  # noqa: E402
+from facecmp.runtime import import_paddle  # noqa: E402
 from facecmp.runcallback import RunEpochCallback  # noqa: E402
 from facecmp.trainer import split_dir  # noqa: E402
 
@@ -111,7 +112,7 @@ class TestSet:
             crops, ok, _ = prepare_crops(self.paths, meta, progress=False)
             self._crops[key] = crops[ok], self.labels[ok]
         crops, labels = self._crops[key]
-        paddle = trainer.paddle
+        paddle = import_paddle()
         was_training = net.training
         net.eval()
         with paddle.no_grad():  # the same batches of network input as a bundled classifier's
