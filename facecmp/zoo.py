@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facecmp.errors import FacecmpError
+from facecmp.errors import ModelError
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 
@@ -13,7 +13,7 @@ def default_model(task: str = "identity") -> Path:
     """The bundled model directory for a task; a clear error if this install has none."""
     path = ZOO_DIR / task
     if not (path / "meta.json").is_file():
-        raise FacecmpError(f"no bundled {task} model in this install; pass --model DIR")
+        raise ModelError(f"no bundled {task} model in this install; pass --model DIR")
     return path
 
 
