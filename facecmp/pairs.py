@@ -57,7 +57,7 @@ def _lfw_header(line: str) -> tuple[int, int] | None:
 
 
 def read_pairs(path: str | Path, images_root: Path | None = None) -> list[Pair]:
-    """Read an LFW pairs file or a `path_a,path_b,same` CSV, detecting which it is."""
+    """Read an LFW pairs file or a `path_a,path_b,same[,fold]` CSV, detecting which it is."""
     path = Path(path)
     lines = _read_lines(path)
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
@@ -128,9 +128,16 @@ def _parse_same(value: str) -> bool | None:
     return True if v in _TRUE else False if v in _FALSE else None
 
 
+def _parse_fold(value: str, where: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise FacecmpError(f"{where}: 'fold' must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def _parse_csv(path: Path, lines: list[str], root: Path) -> list[Pair]:
+    """Rows `path_a,path_b,same` or `path_a,path_b,same,fold`; every row has the same width."""
     pairs: list[Pair] = []
-    seen_row = False
+    width = None  # 3 or 4, set by the first row (header or data)
     for idx, raw in enumerate(lines):
         text = raw.strip()
         if not text or text.startswith("#"):
@@ -138,14 +145,19 @@ def _parse_csv(path: Path, lines: list[str], root: Path) -> list[Pair]:
         lineno = idx + 1
         where = f"{path}:{lineno}"
         fields = [f.strip() for f in next(csv.reader([text]))]
-        is_first, seen_row = not seen_row, True
-        if len(fields) != 3:
+        is_first = width is None
+        if is_first and len(fields) not in (3, 4):
             raise FacecmpError(f"{where}: expected 3 comma-separated fields "
-                               f"'path_a,path_b,same', got {len(fields)}")
+                               f"'path_a,path_b,same' (or 4 with ',fold'), got {len(fields)}")
+        if not is_first and len(fields) != width:
+            raise FacecmpError(f"{where}: {len(fields)} comma-separated fields where the rows "
+                               f"above have {width}; either every row has a fold or none does")
+        width = len(fields)
         # "same" is both a column name and a valid label, so a header is recognised
         # by its first two fields not being image file names.
         if (is_first and re.fullmatch(r"[A-Za-z_ ]+", fields[2])
-                and not is_image_name(fields[0]) and not is_image_name(fields[1])):
+                and not is_image_name(fields[0]) and not is_image_name(fields[1])
+                and (width == 3 or not fields[3].isdigit())):
             continue
         same = _parse_same(fields[2])
         if same is None:
@@ -153,8 +165,9 @@ def _parse_csv(path: Path, lines: list[str], root: Path) -> list[Pair]:
                                f"or yes/no, got {fields[2]!r}")
         if not fields[0] or not fields[1]:
             raise FacecmpError(f"{where}: empty image path")
+        fold = _parse_fold(fields[3], where) if width == 4 else 1
         a, b = (p if p.is_absolute() else root / p for p in map(Path, fields[:2]))
-        pairs.append(Pair(a, b, same, 1, lineno))
+        pairs.append(Pair(a, b, same, fold, lineno))
     if not pairs:
         raise FacecmpError(f"{path}: no pairs in file")
     return pairs
@@ -285,15 +298,18 @@ def make_balanced_pairs(root: Path, n_same: int, n_different: int,
     return [Pair(a, b, s, 1, i + 1) for i, ((a, b), s) in enumerate(labelled)]
 
 
-def write_pairs_csv(pairs: Iterable[Pair], path: Path) -> None:
-    """Write pairs as a `path_a,path_b,same` CSV with a header, paths as given."""
+def write_pairs_csv(pairs: Iterable[Pair], path: Path, folds: bool = False) -> None:
+    """Write pairs as a `path_a,path_b,same` CSV with a header, paths as given; with folds,
+    a fourth column `fold` keeps each pair's fold (read back by read_pairs)."""
     path = Path(path)
+    header = ["path_a", "path_b", "same"] + (["fold"] if folds else [])
     try:
         with path.open("w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
-            w.writerow(["path_a", "path_b", "same"])
+            w.writerow(header)
             for p in pairs:
-                w.writerow([str(p.path_a), str(p.path_b), 1 if p.same else 0])
+                row = [str(p.path_a), str(p.path_b), 1 if p.same else 0]
+                w.writerow(row + [p.fold] if folds else row)
     except OSError as exc:
         raise FacecmpError(f"{path}: cannot write pairs file ({exc.strerror or exc})") from None
 

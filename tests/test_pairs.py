@@ -291,3 +291,62 @@ def test_real_lfw_view1_dev_test_pairs():
     assert len(pairs) == 1000
     assert sum(p.same for p in pairs) == 500
     assert {p.fold for p in pairs} == {1}
+
+
+# -- CSV fold column -----------------------------------------------------------------
+
+def test_read_csv_fold_column(tmp_path):
+    text = ("path_a,path_b,same,fold\n"
+            "a/1.jpg,a/2.jpg,1,1\n"
+            "a/1.jpg,b/1.jpg,0,1\n"
+            "# fold 2\n"
+            "c/1.jpg,c/2.jpg,same,2\n"
+            "c/1.jpg,d/1.jpg,different,2\n")
+    pairs = read_pairs(write(tmp_path / "pairs.csv", text))
+    assert [p.fold for p in pairs] == [1, 1, 2, 2]
+    assert [p.same for p in pairs] == [True, False, True, False]
+    assert [p.line for p in pairs] == [2, 3, 5, 6]
+    assert select_folds(pairs, "2") == pairs[2:]
+    with pytest.raises(FacecmpError, match="fold.*3.*not in"):
+        select_folds(pairs, "3")
+
+
+def test_read_csv_fold_column_without_header(tmp_path):
+    pairs = read_pairs(write(tmp_path / "pairs.csv", "x.png,y.png,1,3\nx.png,z.png,0,4\n"))
+    assert [(p.same, p.fold) for p in pairs] == [(True, 3), (False, 4)]
+
+
+def test_read_csv_bad_fold_names_line(tmp_path):
+    for bad in ("0", "-1", "two", "1.5", ""):
+        text = f"path_a,path_b,same,fold\na.jpg,b.jpg,1,1\na.jpg,c.jpg,0,{bad}\n"
+        with pytest.raises(FacecmpError, match=r"pairs\.csv:3: 'fold' must be a positive integer"):
+            read_pairs(write(tmp_path / "pairs.csv", text))
+
+
+def test_read_csv_mixing_rows_with_and_without_folds_names_line(tmp_path):
+    with pytest.raises(FacecmpError, match=r"pairs\.csv:3: 3 comma-separated fields.*have 4"):
+        read_pairs(write(tmp_path / "pairs.csv", "a.jpg,b.jpg,1,1\n\na.jpg,c.jpg,0\n"))
+    with pytest.raises(FacecmpError, match=r"pairs\.csv:2: 4 comma-separated fields.*have 3"):
+        read_pairs(write(tmp_path / "pairs.csv", "path_a,path_b,same\na.jpg,c.jpg,0,1\n"))
+    with pytest.raises(FacecmpError, match=r"pairs\.csv:1: expected 3.*or 4"):
+        read_pairs(write(tmp_path / "pairs.csv", "a.jpg,b.jpg,1,1,1\n"))
+
+
+def test_write_pairs_csv_with_folds_round_trip(tmp_path):
+    pairs = [Pair(tmp_path / "a.jpg", tmp_path / "b.jpg", True, 1, 2),
+             Pair(tmp_path / "a.jpg", tmp_path / "c.jpg", False, 1, 3),
+             Pair(tmp_path / "c.jpg", tmp_path / "d.jpg", True, 2, 4)]
+    out = tmp_path / "out.csv"
+    write_pairs_csv(pairs, out, folds=True)
+    assert out.read_text().splitlines()[0] == "path_a,path_b,same,fold"
+    assert read_pairs(out) == pairs
+    write_pairs_csv(pairs, out)  # without folds: every pair reads back in fold 1
+    assert [p.fold for p in read_pairs(out)] == [1, 1, 1]
+
+
+def test_sweep_uses_csv_folds(tmp_path):
+    from facecmp.sweep import fold_ids
+
+    pairs = read_pairs(write(tmp_path / "pairs.csv",
+                             "a.jpg,b.jpg,1,1\na.jpg,c.jpg,0,1\nc.jpg,d.jpg,1,2\nc.jpg,e.jpg,0,2\n"))
+    assert fold_ids(pairs, 10).tolist() == [1, 1, 2, 2]
