@@ -143,16 +143,17 @@ class MTCNN:
         self._nets = {kind: _load_net(folder / f"mtcnn_{kind}.onnx") for kind in NETS}
         self.max_side = max_side
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        """All faces in an HxWx3 uint8 RGB image, most confident first."""
+    def detect(self, rgb: np.ndarray, thresholds: tuple[float, float, float] = THRESHOLDS) -> list[Face]:
+        """All faces in an HxWx3 uint8 RGB image, most confident first; `thresholds` are the
+        P-, R- and O-Net score cut-offs (lower finds more, and more false faces)."""
         img, scale = self._prepare(rgb)
         sat = _integral(img)
         points = np.zeros((0, 5, 2), np.float32)
-        boxes = self._stage1(sat)
+        boxes = self._stage1(sat, thresholds[0])
         if len(boxes):
-            boxes = self._stage2(sat, boxes)
+            boxes = self._stage2(sat, boxes, thresholds[1])
         if len(boxes):
-            boxes, points = self._stage3(sat, boxes)
+            boxes, points = self._stage3(sat, boxes, thresholds[2])
         faces = []
         for box, pts in zip(boxes, points):
             # Box edges scale directly; landmarks are pixel centres, so map them as such.
@@ -187,7 +188,7 @@ class MTCNN:
         net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
         return list(net.forward(list(NETS[kind])))
 
-    def _stage1(self, sat: np.ndarray) -> np.ndarray:
+    def _stage1(self, sat: np.ndarray, threshold: float) -> np.ndarray:
         """P-Net over the image pyramid -> square candidate boxes (x1, y1, x2, y2, score)."""
         h, w = sat.shape[0] - 1, sat.shape[1] - 1
         whole = np.array([[0, 0, w, h]])
@@ -196,7 +197,7 @@ class MTCNN:
         while smallest >= 12:
             data = _area_crops(sat, whole, int(h * scale + 1), int(w * scale + 1))
             reg, prob = self._run("pnet", data)
-            boxes = _generate_boxes(reg[0], prob[0, 1], scale, THRESHOLDS[0])
+            boxes = _generate_boxes(reg[0], prob[0, 1], scale, threshold)
             found.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
             scale, smallest = scale * FACTOR, smallest * FACTOR
         boxes = np.concatenate(found)
@@ -205,26 +206,26 @@ class MTCNN:
         shifted = boxes[:, :4] + boxes[:, 5:9] * np.stack([w_, h_, w_, h_], axis=1)
         return _rerec(np.concatenate([shifted, boxes[:, 4:5]], axis=1))
 
-    def _stage2(self, sat: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    def _stage2(self, sat: np.ndarray, boxes: np.ndarray, threshold: float) -> np.ndarray:
         """R-Net refinement of the candidates."""
         data, valid = _crops(sat, boxes, 24)
         boxes = boxes[valid]
         if not len(boxes):
             return boxes
         reg, prob = self._run("rnet", data)
-        keep = prob[:, 1] > THRESHOLDS[1]
+        keep = prob[:, 1] > threshold
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
         return _rerec(_bbreg(boxes[pick], reg[keep][pick]))
 
-    def _stage3(self, sat: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _stage3(self, sat: np.ndarray, boxes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
         """O-Net: final boxes, scores and landmarks (N x 5 x 2, x then y)."""
         data, valid = _crops(sat, boxes, 48)
         boxes = boxes[valid]
         if not len(boxes):
             return boxes, np.zeros((0, 5, 2), np.float32)
         reg, marks, prob = self._run("onet", data)
-        keep = prob[:, 1] > THRESHOLDS[2]
+        keep = prob[:, 1] > threshold
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg, marks = reg[keep], marks[keep]
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
