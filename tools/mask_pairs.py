@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from facecmp import __version__  # noqa: E402
-from facecmp.detect import Face, detect_faces, pick_face  # noqa: E402
-from facecmp.errors import FacecmpError, NoFaceError, NothingDoneError, one_line_errors  # noqa: E402
+from facecmp.detect import Face, detect_faces  # noqa: E402
+from facecmp.errors import FacecmpError, NothingDoneError, one_line_errors  # noqa: E402
 from facecmp.images import load_rgb  # noqa: E402
 from facecmp.masks import MASK_FILLS, MASK_STYLES, MASK_VERSION, draw_mask  # noqa: E402
 from facecmp.pairs import Pair, read_pairs, select_folds, write_pairs_csv  # noqa: E402
@@ -78,14 +78,13 @@ def mask_image(source: Path, out_dir: Path, seed: int) -> dict[str, Any]:
         rgb = load_rgb(source)
         faces = detect_faces(rgb)
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            face, note = pick_face(faces, str(source))
-        except NoFaceError as exc:
+        if not faces:
             if source.suffix.lower() in (".jpg", ".jpeg"):
                 shutil.copyfile(source, target)
             else:
                 _save_jpeg(rgb, target)
-            return {**record, "landmarks": None, "reason": str(exc)}
+            return {**record, "landmarks": None, "reason": f"no face found in {source}"}
+        face = central_face(faces, rgb.shape)
         rng = image_rng(seed, key)
         style = MASK_STYLES[rng.integers(len(MASK_STYLES))]
         fill = MASK_FILLS[rng.integers(len(MASK_FILLS))]
@@ -96,17 +95,17 @@ def mask_image(source: Path, out_dir: Path, seed: int) -> dict[str, Any]:
         return {**record, "masked": None, "error": f"{target}: cannot write ({exc.strerror or exc})"}
     found = face.to_json()
     return {**record, "landmarks": found["landmarks"], "box": found["box"], "score": found["score"],
-            "faces": len(faces), "off_centre": _off_centre(face, faces, rgb.shape), "style": style,
-            "fill": fill}
+            "faces": len(faces), "most_confident": face is max(faces, key=lambda f: f.score),
+            "style": style, "fill": fill}
 
 
-def _off_centre(face: Face, faces: list[Face], shape: tuple[int, ...]) -> bool:
-    """Whether another face's box centre is nearer the image centre than the chosen face's
-    (in LFW the named person is the central face)."""
+def central_face(faces: list[Face], shape: tuple[int, ...]) -> Face:
+    """The face whose box centre is nearest the image centre: in LFW, the named person (a
+    bystander can be more confident than the subject)."""
     def dist(f: Face) -> float:
         return float(np.hypot((f.box[0] + f.box[2] - shape[1]) / 2, (f.box[1] + f.box[3] - shape[0]) / 2))
 
-    return any(dist(f) < dist(face) for f in faces if f is not face)
+    return min(faces, key=dist)
 
 
 def mask_images(images: list[Path], out_dir: Path, seed: int, workers: int) -> Records:
@@ -162,8 +161,8 @@ def write_pair_files(pairs: list[Pair], out_dir: Path) -> None:
 def write_landmarks(records: Records, path: Path) -> None:
     """landmarks.json: per image key, one line of its source, the unmasked original's landmarks
     and box (null + reason without a face, error if unreadable), how many faces MTCNN found and
-    whether the one masked (the most confident) is off centre, and the mask's style and fill."""
-    fields = ("source", "landmarks", "box", "faces", "off_centre", "style", "fill", "reason", "error")
+    whether the one masked (the central face) was also the most confident, and the mask's style and fill."""
+    fields = ("source", "landmarks", "box", "faces", "most_confident", "style", "fill", "reason", "error")
     lines = [f"{json.dumps(k)}: {json.dumps({n: r[n] for n in fields if n in r})}"
              for k, r in records.items()]
     path.write_text("{\n" + ",\n".join(lines) + "\n}\n", encoding="utf-8")
@@ -176,14 +175,14 @@ def protocol(args: argparse.Namespace, pairs: list[Pair], records: Records) -> d
         "tool": TOOL_VERSION, "seed": args.seed, "folds": args.folds,
         "pairs_file": str(args.pairs.resolve()),
         "images_root": str(args.images.resolve()) if args.images else None,
-        "detector": "mtcnn (most confident face)",
+        "detector": "mtcnn (the face nearest the image centre)",
         "masked_side": {"one_side.csv": "path_b only", "both.csv": "path_a and path_b"},
         "pairs": len(pairs), "same": sum(p.same for p in pairs), "different": sum(not p.same for p in pairs),
         "images": len(records), "masked": len(done),
         "no_face": sum("reason" in r for r in records.values()),
         "failed": sum("error" in r for r in records.values()),
         "several_faces": sum(r["faces"] > 1 for r in done),
-        "off_centre_faces": sum(r["off_centre"] for r in done),
+        "central_face_not_most_confident": sum(not r["most_confident"] for r in done),
         "styles": {s: sum(r["style"] == s for r in done) for s in MASK_STYLES},
         "fills": {f: sum(r["fill"] == f for r in done) for f in MASK_FILLS},
         "style_fill": dict(sorted(Counter(f"{r['style']}/{r['fill']}" for r in done).items())),
