@@ -5,10 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facecmp.masks import draw_mask_on_crop
+
 
 def augment(img: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
-    """Randomly flip, crop, shift/scale/rotate, change brightness/gamma, add noise and erase."""
+    """Randomly mask, flip, crop, shift/scale/rotate, change brightness/gamma, add noise and erase."""
     out = img
+    # First, while the face's landmarks are still the alignment template's (aligned crops
+    # only; config checks it). No draw at mask 0, so other configs keep their random stream.
+    # Distillation stays right: teacher targets are per image, from the unmasked original.
+    if cfg.mask > 0 and rng.random() < cfg.mask:
+        out = draw_mask_on_crop(out, rng)
     if cfg.hflip and rng.random() < 0.5:
         out = out[:, ::-1]
     if 0 < cfg.crop_area < 1:

@@ -45,6 +45,7 @@ class AugmentConfig:
     crop_area: float = 0.0  # random resized crop keeping this much area at least (0: off)
     gamma: float = 0.0  # gamma drawn log-uniformly from [1/(1+g), 1+g]
     noise: float = 0.0  # max standard deviation of Gaussian pixel noise, as a fraction of 255
+    mask: float = 0.0  # probability of a synthetic face mask (facecmp.masks); align crops only
 
 
 @dataclass
@@ -176,6 +177,13 @@ def _check(cfg: Config) -> None:
     for name in ("val_fraction", "val_into_train"):
         if not 0 <= getattr(cfg.data, name) <= 1:
             raise FacecmpError(f"config: data.{name} must be between 0 and 1")
+    mask = cfg.data.augment.mask
+    if isinstance(mask, bool) or not isinstance(mask, (int, float)) or not 0 <= mask <= 1:
+        raise FacecmpError(f"config: data.augment.mask must be a probability between 0 and 1, got {mask!r}")
+    if mask and cfg.data.crop.method != "align":
+        # the mask is drawn where the alignment template puts the nose and mouth
+        raise FacecmpError(f"config: data.augment.mask needs data.crop.method 'align' (the mask is drawn "
+                           f"at the template's landmarks), got '{cfg.data.crop.method}'")
 
 
 def read_yaml(path: Path) -> dict:
