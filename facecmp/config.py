@@ -147,8 +147,22 @@ def _merge(obj: Any, values: dict, where: str, source: str = "config") -> Any:
         if dataclasses.is_dataclass(current):
             changes[key] = _merge(current, value or {}, f"{where}{key}.", source)
         else:
+            _check_type(known[key].type, value, f"{source}: {where}{key}")
             changes[key] = value
     return dataclasses.replace(obj, **changes)
+
+
+_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "bool": ((bool,), "true or false"),
+          "str": ((str,), "a string"), "list": ((list,), "a list")}
+
+
+def _check_type(annotation: str, value: Any, where: str) -> None:
+    """A one-line error when value is not of the field's declared type (None where it allows None)."""
+    if value is None and "None" in annotation:
+        return
+    kinds, word = _TYPES[annotation.split("|")[0].split("[")[0].strip()]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise FacecmpError(f"{where} must be {word}, got {value!r}")
 
 
 def check_choice(path: tuple[str, ...], value: Any) -> str | None:
@@ -178,7 +192,7 @@ def _check(cfg: Config) -> None:
         if not 0 <= getattr(cfg.data, name) <= 1:
             raise FacecmpError(f"config: data.{name} must be between 0 and 1")
     mask = cfg.data.augment.mask
-    if isinstance(mask, bool) or not isinstance(mask, (int, float)) or not 0 <= mask <= 1:
+    if not 0 <= mask <= 1:  # a number: _merge checks each value's type
         raise FacecmpError(f"config: data.augment.mask must be a probability between 0 and 1, got {mask!r}")
     if mask and cfg.data.crop.method != "align":
         # the mask is drawn where the alignment template puts the nose and mouth

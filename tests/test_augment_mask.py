@@ -70,10 +70,12 @@ def test_mask_probability_is_seeded_and_roughly_kept():
     assert masked == again and 15 < sum(masked) < 45
 
 
-@pytest.mark.parametrize("mask", [-0.1, 1.5, "0.5", True])
-def test_config_refuses_a_mask_that_is_not_a_probability(mask):
+@pytest.mark.parametrize("mask, words", [(-0.1, "must be a probability between 0 and 1"),
+                                         (1.5, "must be a probability between 0 and 1"),
+                                         ("0.5", "must be a number"), (True, "must be a number")])
+def test_config_refuses_a_mask_that_is_not_a_probability(mask, words):
     align = {"crop": {"method": "align"}}
-    with pytest.raises(FacecmpError, match="data.augment.mask must be a probability between 0 and 1"):
+    with pytest.raises(FacecmpError, match=f"data.augment.mask {words}"):
         load_config("identity", overrides={"data": {**align, "augment": {"mask": mask}}})
 
 

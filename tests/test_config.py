@@ -35,3 +35,20 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config("identity", overrides={"model": {"head": "arcface"}})
     save_config(cfg, tmp_path / "c.yaml")
     assert config_from_dict(read_yaml(tmp_path / "c.yaml")) == cfg
+
+
+@pytest.mark.parametrize("values, words", [
+    ({"data": {"val_fraction": "x"}}, "data.val_fraction must be a number"),
+    ({"train": {"epochs": 2.5}}, "train.epochs must be a whole number"),
+    ({"train": {"onednn": 1}}, "train.onednn must be true or false"),
+    ({"data": {"mean": 0.5}}, "data.mean must be a list"),
+    ({"model": {"init": 3}}, "model.init must be a string"),
+    ({"train": {"batch_size": True}}, "train.batch_size must be a whole number"),
+])
+def test_a_value_of_the_wrong_type_is_a_one_line_error(tmp_path, values, words):
+    import yaml
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(values))
+    with pytest.raises(FacecmpError, match=words):
+        load_config("identity", tmp_path / "c.yaml")
+    assert load_config("identity", overrides={"train": {"lr": 1}}).train.lr == 1  # an int is a number
