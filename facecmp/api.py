@@ -202,7 +202,8 @@ def compare(a: ImageInput, b: ImageInput, model: FaceModel | str | Path | None =
             detector: str | None = None) -> Comparison:
     """Are the faces in a and b the same person? Uses the model's calibrated threshold unless given.
 
-    detector overrides the model's crop convention: "mtcnn", "haar", or "none" (inputs are crops).
+    detector overrides the model's crop convention: "mtcnn", "haar", "mtcnn-masked" (a second,
+    more permissive pass where MTCNN finds nothing), or "none" (inputs are crops).
     Raises ImageError, NoFaceError or ModelError (all FacecmpError) on bad input.
     """
     fm = _model(model, "identity")

@@ -27,7 +27,7 @@ DETECTOR_CHOICES = (*DETECTORS, "none")  # "none": the inputs are face crops alr
 # Box side of each detector relative to MTCNN's on the same face (measured on Face Mask 12K
 # and FER2013 crops: Haar boxes are about 0.75x). A model's box scale is chosen for its own
 # detector, so a box from the other detector is rescaled to frame the face the same way.
-BOX_SIDE = {"mtcnn": 1.0, "haar": 0.75}
+BOX_SIDE = {"mtcnn": 1.0, "haar": 0.75, "mtcnn-masked": 1.0}
 
 
 @dataclass
@@ -126,7 +126,7 @@ def find_face(rgb: np.ndarray, meta: ModelMeta, source: str = "image",
     if not chosen.detects:
         return crop_face(rgb, chosen, source)
     first = chosen.crop.detector
-    chain = ["mtcnn", "haar"] if first == "mtcnn" else [first]
+    chain = [first, "haar"] if first != "haar" else [first]
     for i, name in enumerate(chain):
         try:
             face = crop_face(rgb, _rescaled_for(meta, name), source, name)

@@ -247,3 +247,30 @@ def test_mask_pairs_tool_refuses_bad_input(tmp_path, capsys):
     assert "none of the 2 images" in capsys.readouterr().err
     assert tool.main(["--pairs", str(pairs_file), "--out", str(tmp_path / "o"), "--seed", "-1"]) == 2
     assert "--seed" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_masked_detector_finds_a_face_mtcnn_misses_and_compare_takes_it(tmp_path):
+    """`--detector mtcnn-masked`: a second, more permissive MTCNN pass where the first finds nothing."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from facecmp.cli import main
+    from facecmp.detect import detect_faces, pick_face
+    from facecmp.images import load_rgb
+
+    photo = need_data("lfw", "Aaron_Peirsol", "Aaron_Peirsol_0001.jpg")
+    rgb = load_rgb(photo)
+    marks = pick_face(detect_faces(rgb))[0].landmarks
+    masked = draw_mask(rgb, marks, np.random.default_rng(0), "cloth", "light")
+    assert detect_faces(masked, "mtcnn") == []
+    found = pick_face(detect_faces(masked, "mtcnn-masked"))[0].landmarks
+    eyes = np.linalg.norm(marks[1] - marks[0])
+    assert np.linalg.norm(found[:2] - marks[:2], axis=1).max() < 0.25 * eyes  # the eyes, where they are
+    assert detect_faces(rgb, "mtcnn-masked")[0].score == detect_faces(rgb, "mtcnn")[0].score  # one pass unmasked
+    path = tmp_path / "masked.png"
+    Image.fromarray(masked).save(path)
+    plain = CliRunner().invoke(main, ["compare", str(photo), str(path)])
+    assert plain.exit_code == 3 and "no face found" in plain.output
+    res = CliRunner().invoke(main, ["compare", str(photo), str(path), "--detector", "mtcnn-masked"])
+    assert res.exit_code == 0 and res.output.split(":")[0] in ("same", "different")
