@@ -147,10 +147,6 @@ class FaceModel:
                 self._classifier = Classifier(self.path, self.task, **self._options)
             return self._classifier
 
-    def threshold(self, metric: str | None = None, threshold: float | None = None) -> tuple[str, float]:
-        """The metric and threshold a comparison uses: those given, else the model's calibrated ones."""
-        return self.meta.threshold_for(metric, threshold)
-
 
 _BUNDLED: dict[str, FaceModel] = {}
 _BUNDLED_LOCK = threading.Lock()
@@ -207,7 +203,7 @@ def compare(a: ImageInput, b: ImageInput, model: FaceModel | str | Path | None =
     Raises ImageError, NoFaceError or ModelError (all FacecmpError) on bad input.
     """
     fm = _model(model, "identity")
-    metric, threshold = fm.threshold(metric, threshold)
+    metric, threshold = fm.meta.threshold_for(metric, threshold)
     embedder = fm.embedder
     crops = list(load_faces([a, b], embedder.meta, detector))
     for crop in crops:

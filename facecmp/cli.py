@@ -191,7 +191,7 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
         from facecmp.scoring import compare_pairs
 
         pairs = read_pairs(pairs_file, images_root)
-        metric, threshold = fm.threshold(metric, threshold)
+        metric, threshold = fm.meta.threshold_for(metric, threshold)
         counts = compare_pairs(fm.embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
         click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
                    f"{counts['error']} errors")

@@ -350,7 +350,7 @@ def measure_compare(model_dir: Path, data: Path, n: dict, tmp: Path) -> dict:
     fm = facecmp.load_model(model_dir)
     emb = fm.embedder  # exports the model, if needed, before any cold run
     try:
-        metric, flags = fm.threshold()[0], []
+        metric, flags = fm.meta.threshold_for()[0], []
     except facecmp.FacecmpError:  # an uncalibrated model: any threshold times the same
         metric, flags = "euclid", ["--metric", "euclid", "--threshold", "1"]
     det = None if fm.meta.detects else "mtcnn"
