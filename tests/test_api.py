@@ -34,7 +34,7 @@ def test_readme_example_runs_as_written(tmp_path):
     need_data("lfw")
     text = (REPO / "README.md").read_text()
     example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    assert 10 <= len(example.strip().splitlines()) <= 25
+    assert 10 <= len([line for line in example.splitlines() if line.strip()]) <= 15  # lines of code
     # the README names the data beside the repository; the tests' data root may be elsewhere
     script = example.replace("../shared/data/", f"{data_root()}/")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
