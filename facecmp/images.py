@@ -35,8 +35,8 @@ def max_pixels() -> int:
     return int(value)
 
 
-def _check_size(width: int, height: int, source: str) -> None:
-    limit = max_pixels()
+def _check_size(width: int, height: int, source: str, limit: int | None = None) -> None:
+    limit = limit or max_pixels()
     if width * height > limit:
         raise ImageError(f"{source}: image too large ({width}x{height} = {width * height / 1e6:.0f} "
                          f"megapixels; the limit is {limit / 1e6:g}, set by FACECMP_MAX_PIXELS)")
@@ -86,7 +86,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
             # facecmp's own limit applies; Paddle's users should not see PIL's warning
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                _check_size(img.width, img.height, str(path))
+                _check_size(img.width, img.height, str(path), limit)
                 img.load()
                 rgb = _pil_to_rgb(img)
     except ImageError:
@@ -112,12 +112,11 @@ def array_to_rgb(arr: np.ndarray, source: str = "array") -> np.ndarray:
         raise ImageError(f"{source}: expected a uint8 array, got {kind}")
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        _check_size(arr.shape[1], arr.shape[0], source)
-        return np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         raise ImageError(f"{source}: expected an HxW, HxWx3 or HxWx4 array, got shape {arr.shape}")
     _check_size(arr.shape[1], arr.shape[0], source)
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
     if arr.shape[2] == 4:
         return _pil_to_rgb(Image.fromarray(arr, "RGBA"))
     return np.ascontiguousarray(arr)
