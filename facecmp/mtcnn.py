@@ -21,6 +21,9 @@ from facecmp.errors import FacecmpError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 NETS = {"pnet": ("reg", "prob"), "rnet": ("reg", "prob"), "onet": ("reg", "landmarks", "prob")}
+# O-Net fine-tuned on faces in synthetic masks (tools/train_masked_onet.py): the last stage
+# of the masked pass; same inputs and outputs as "onet".
+MASKED_ONET = "onet_masked"
 MIN_FACE_SIZE = 20
 FACTOR = 0.709
 THRESHOLDS = (0.6, 0.7, 0.7)
@@ -139,13 +142,15 @@ class MTCNN:
 
     def __init__(self, weights_dir: Path | None = None, max_side: int = 640) -> None:
         """Load mtcnn_{pnet,rnet,onet}.onnx from `weights_dir` (default: the bundled ones)."""
-        folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-        self._nets = {kind: _load_net(folder / f"mtcnn_{kind}.onnx") for kind in NETS}
+        self._folder = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        self._nets = {kind: _load_net(self._folder / f"mtcnn_{kind}.onnx") for kind in NETS}
         self.max_side = max_side
 
-    def detect(self, rgb: np.ndarray, thresholds: tuple[float, float, float] = THRESHOLDS) -> list[Face]:
+    def detect(self, rgb: np.ndarray, thresholds: tuple[float, float, float] = THRESHOLDS,
+               masked: bool = False) -> list[Face]:
         """All faces in an HxWx3 uint8 RGB image, most confident first; `thresholds` are the
-        P-, R- and O-Net score cut-offs (lower finds more, and more false faces)."""
+        P-, R- and O-Net score cut-offs (lower finds more, and more false faces). masked: the
+        last stage is the O-Net trained on faces in masks."""
         img, scale = self._prepare(rgb)
         sat = _integral(img)
         points = np.zeros((0, 5, 2), np.float32)
@@ -153,7 +158,7 @@ class MTCNN:
         if len(boxes):
             boxes = self._stage2(sat, boxes, thresholds[1])
         if len(boxes):
-            boxes, points = self._stage3(sat, boxes, thresholds[2])
+            boxes, points = self._stage3(sat, boxes, thresholds[2], MASKED_ONET if masked else "onet")
         faces = []
         for box, pts in zip(boxes, points):
             # Box edges scale directly; landmarks are pixel centres, so map them as such.
@@ -183,10 +188,12 @@ class MTCNN:
         return rgb, scale
 
     def _run(self, kind: str, batch: np.ndarray) -> list[np.ndarray]:
-        """One net's outputs, in the order of NETS[kind]."""
+        """One net's outputs, in the order of NETS[kind] (the masked O-Net's are O-Net's)."""
+        if kind not in self._nets:  # the masked O-Net loads on first use
+            self._nets[kind] = _load_net(self._folder / f"mtcnn_{kind}.onnx")
         net = self._nets[kind]
         net.setInput(np.ascontiguousarray(batch, dtype=np.float32))
-        return list(net.forward(list(NETS[kind])))
+        return list(net.forward(list(NETS["onet" if kind == MASKED_ONET else kind])))
 
     def _stage1(self, sat: np.ndarray, threshold: float) -> np.ndarray:
         """P-Net over the image pyramid -> square candidate boxes (x1, y1, x2, y2, score)."""
@@ -218,13 +225,14 @@ class MTCNN:
         pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
         return _rerec(_bbreg(boxes[pick], reg[keep][pick]))
 
-    def _stage3(self, sat: np.ndarray, boxes: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    def _stage3(self, sat: np.ndarray, boxes: np.ndarray, threshold: float,
+                net: str = "onet") -> tuple[np.ndarray, np.ndarray]:
         """O-Net: final boxes, scores and landmarks (N x 5 x 2, x then y)."""
         data, valid = _crops(sat, boxes, 48)
         boxes = boxes[valid]
         if not len(boxes):
             return boxes, np.zeros((0, 5, 2), np.float32)
-        reg, marks, prob = self._run("onet", data)
+        reg, marks, prob = self._run(net, data)
         keep = prob[:, 1] > threshold
         boxes = np.concatenate([boxes[keep, :4], prob[keep, 1:2]], axis=1)
         reg, marks = reg[keep], marks[keep]
