@@ -14,7 +14,8 @@ from facecmp.errors import FacecmpError, ImageError, ModelError, NoFaceError, No
 __version__ = "0.1.0"
 
 _API = ("load_model", "compare", "embed", "classify", "FaceModel", "Comparison", "Embeddings",
-        "Classification", "FaceInfo")
+        "Classification", "FaceInfo", "analyze", "AnalyzedFace", "Gallery", "enroll", "identify",
+        "Identification")
 __all__ = [*_API, "FacecmpError", "ImageError", "ModelError", "NoFaceError", "NothingDoneError"]
 
 

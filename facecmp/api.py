@@ -22,7 +22,11 @@ import numpy as np
 
 from facecmp import metrics
 from facecmp.config import TASKS
+from facecmp.enrol import enroll  # noqa: F401  (the gallery API, re-exported by facecmp)
 from facecmp.errors import FacecmpError, ModelError
+from facecmp.faces import AnalyzedFace, analyze  # noqa: F401
+from facecmp.gallery import Gallery  # noqa: F401
+from facecmp.identification import Identification, identify  # noqa: F401
 from facecmp.images import ImageInput, describe
 from facecmp.preprocess import FaceCrop, load_faces
 

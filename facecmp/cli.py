@@ -284,6 +284,11 @@ def _classifier_command(task: str, summary: str) -> None:
 _classifier_command("mask", "Is the face wearing a mask? Prints label and probability per image.")
 _classifier_command("expression", "The facial expression of each image: label and probability.")
 
+from facecmp import cli_gallery  # noqa: E402,F401  (registers enroll, identify and gallery)
 
 if __name__ == "__main__":
-    main()
+    # run as `python -m facecmp.cli`: the group of the imported facecmp.cli, on which the
+    # command modules register, not this script's own copy of it
+    from facecmp.cli import main as registered
+
+    registered()

@@ -21,6 +21,7 @@ from facecmp.errors import FacecmpError, NoFaceError
 from facecmp.images import ImageInput, describe, to_rgb
 
 if TYPE_CHECKING:
+    from facecmp.detect import Face
     from facecmp.meta import ModelMeta
 
 DETECTOR_CHOICES = (*DETECTORS, "none")  # "none": the inputs are face crops already
@@ -257,3 +258,22 @@ def run_batches(forward: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, 
         y = forward(np.ascontiguousarray(np.concatenate(xs)) if len(xs) > 1 else xs[0])
         out.append(y.reshape(len(xs), n, *y.shape[1:]).mean(axis=0))
     return out
+
+
+def crop_detected(rgb: np.ndarray, face: Face, meta: ModelMeta, detector: str = "mtcnn") -> np.ndarray:
+    """The network crop of one given detected face in meta's own convention, colour converted.
+
+    Align models warp the face's landmarks onto the template (its box where the detector gave
+    none); every other model takes the box, squared and enlarged by its crop.scale (rescaled
+    when `detector` frames faces differently from the model's own, see BOX_SIDE). So several
+    models can share one detection of an image, each seeing the crop it was trained on.
+    """
+    from facecmp import align
+
+    size = meta.input_size
+    if meta.crop.method == "align" and face.landmarks is not None:
+        pixels = align.align_face(rgb, face.landmarks, size)
+    else:
+        scale = float(_rescaled_for(meta, detector).crop.scale)
+        pixels = align.center_crop_face(rgb, face.box, size, scale)
+    return to_color(pixels, meta.color)

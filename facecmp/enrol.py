@@ -1,0 +1,152 @@
+"""Photos into a gallery: enrol people (one photo per transaction), and re-embed a gallery
+with another identity model. Each photo is read, detected and embedded before its write."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from facecmp.errors import FacecmpError, ModelError
+from facecmp.faces import AnalyzedFace, analyze
+from facecmp.gallery import Gallery, file_sha256
+
+if TYPE_CHECKING:
+    from facecmp.api import FaceModel
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one photo: added, skipped (already there, or its person refused) or failed."""
+
+    path: str
+    status: str
+    name: str | None = None
+    note: str | None = None
+
+
+def _faces(path: str, fm: FaceModel, detector: str | None) -> list[AnalyzedFace] | str:
+    """The faces of a photo file, most confident first, or why there are none."""
+    from facecmp.images import load_rgb
+
+    try:
+        faces = analyze(load_rgb(path), fm, detector, attributes=False)
+    except FacecmpError as exc:
+        return str(exc)
+    return faces or f"no face found in {path}"
+
+
+def _enroll_one(gallery: Gallery, name: str, path: str, fm: FaceModel, key: str,
+                detector: str | None, new_person: bool) -> Outcome:
+    sha = file_sha256(path)
+    owner = gallery.owner_of(sha) if sha else None
+    if owner is not None:
+        return Outcome(path, "skipped", owner, f"already enrolled as {owner}")
+    faces = _faces(path, fm, detector)
+    if isinstance(faces, str):
+        return Outcome(path, "failed", name, faces)
+    if not gallery.add_image(name, os.path.abspath(path), sha, faces[0].box, len(faces),
+                             faces[0].embedding, key, new_person):
+        owner = gallery.owner_of(sha)
+        return Outcome(path, "skipped", owner, f"already enrolled as {owner}")
+    note = f"{len(faces)} faces found; enrolled the most confident" if len(faces) > 1 else None
+    return Outcome(path, "added", name, note)
+
+
+def enroll(gallery: Gallery, name: str, images: list[str | Path], model: FaceModel | str | Path | None = None,
+           append: bool = True, detector: str | None = None) -> list[Outcome]:
+    """Enrol photos of one person, each in its own transaction; one Outcome per photo.
+
+    A photo whose content is in the gallery already is skipped; one that cannot be read or
+    has no face fails and the rest go on; of several faces the most confident is enrolled
+    (the count is recorded). append=False refuses a name already enrolled (FacecmpError).
+    """
+    name = name.strip()
+    if not name:
+        raise FacecmpError("a person's name cannot be empty")
+    if not append and gallery.has_person(name):
+        raise FacecmpError(f"{name} is already in {gallery.path} (--no-append refuses to add photos)")
+    fm, key = gallery.use_model(model)
+    out: list[Outcome] = []
+    for image in images:
+        new_person = not append and not any(o.status == "added" for o in out)
+        out.append(_enroll_one(gallery, name, str(image), fm, key, detector, new_person))
+    return out
+
+
+def enroll_folders(gallery: Gallery, root: str | Path, model: FaceModel | str | Path | None = None, append: bool = True,
+                   detector: str | None = None, progress: bool = False) -> list[Outcome]:
+    """Enrol each identity folder of root under its folder name (see enroll); a person refused
+    by append=False is one skipped Outcome and the others go on. Progress on stderr."""
+    from facecmp.images import is_image_name
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FacecmpError(f"{root} is not a folder of identity folders")
+    folders = sorted(d for d in root.iterdir() if d.is_dir())
+    if not folders:
+        raise FacecmpError(f"{root} has no identity folders")
+    fm, _ = gallery.use_model(model)
+    out: list[Outcome] = []
+    for i, folder in enumerate(folders):
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
+        try:
+            out += enroll(gallery, folder.name, files, fm, append, detector)
+        except ModelError:
+            raise
+        except FacecmpError as exc:
+            out.append(Outcome(str(folder), "skipped", folder.name, str(exc)))
+        if progress:
+            print(f"\renrolling: {i + 1}/{len(folders)} people", end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    return out
+
+
+def _overlap(a: list[float] | None, b: list[float] | None) -> float:
+    """Intersection over union of two boxes (0 when either is missing)."""
+    if not a or not b:
+        return 0.0
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None, detector: str | None = None,
+            progress: bool = False) -> list[Outcome]:
+    """Embed every enrolled photo again with an identity model, then search with that model.
+
+    Photos are read from their enrolled paths, each written in its own transaction, so an
+    interrupted run continues where it stopped; of several faces the one at the enrolled box
+    is taken. A photo that is gone or changed fails and has no vector of the new model (see
+    Gallery.stats). The switch, which drops the old model's vectors, is one write at the end.
+    """
+    from facecmp.api import load_model
+    from facecmp.gallery import model_key
+
+    fm = load_model(model, "identity")
+    key = model_key(fm)
+    with gallery.write():
+        gallery.add_model(key, fm.meta.embedding_size)
+    todo = gallery.images_without(key)
+    out = []
+    for n, (image_id, path, sha, box, name) in enumerate(todo):
+        if file_sha256(path) != sha:
+            why = "changed since it was enrolled" if Path(path).is_file() else "gone"
+            out.append(Outcome(path, "failed", name, f"{path}: {why}; remove {name} and enrol again"))
+        else:
+            faces = _faces(path, fm, detector)
+            if isinstance(faces, str):
+                out.append(Outcome(path, "failed", name, faces))
+            else:
+                face = max(faces, key=lambda f: _overlap(f.box, box))  # ties: the most confident
+                gallery.set_vector(image_id, key, face.embedding)
+                out.append(Outcome(path, "added", name))
+        if progress:
+            print(f"\rre-embedding: {n + 1}/{len(todo)} photos", end="", file=sys.stderr, flush=True)
+    if progress and todo:
+        print(file=sys.stderr)
+    gallery.switch_model(key)
+    return out
