@@ -85,27 +85,33 @@ class Gallery:
             raise FacecmpError(f"no gallery at {self.path} (enrol someone to make one)")
         self.index_path = self.path.with_name(self.path.name + ".faiss")
         self._searches: dict[str, Any] = {}
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self.db.execute("PRAGMA foreign_keys = ON")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode = WAL")
-            with self.write():
-                self._create_schema(create)
+            self._prepare(create)
         except sqlite3.DatabaseError as exc:
+            self.db.close()
             raise FacecmpError(f"{self.path}: not a usable gallery ({exc})") from None
+        except FacecmpError:
+            self.db.close()
+            raise
+
+    def _prepare(self, create: bool) -> None:
+        """Settings of this connection, then the schema (made when new, checked when not)."""
+        self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self.db.execute("PRAGMA foreign_keys = ON")
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables and (tables or not create):  # never touch another program's database
+            raise FacecmpError(f"{self.path} is not a facecmp gallery")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode = WAL")
+        if "meta" not in tables:
+            with self.write() as db:  # IF NOT EXISTS: another process may be making it too
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
         if self._meta("schema") != SCHEMA_VERSION:
             raise FacecmpError(f"{self.path}: gallery schema {self._meta('schema')}; this facecmp "
                                f"reads {SCHEMA_VERSION}")
-
-    def _create_schema(self, create: bool) -> None:
-        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" not in tables and (tables or not create):  # never write into another database
-            raise FacecmpError(f"{self.path} is not a facecmp gallery")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                self.db.execute(statement)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -90,7 +90,9 @@ class ExactSearch:
         self.matrix = person_matrix(snap, rule)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The k best people of each L2-normalised query and their similarities."""
+        """The k best people of each query and their similarities (none from an empty gallery)."""
+        if not len(self.snap.names):
+            return np.zeros((len(queries), 0), int), np.zeros((len(queries), 0), np.float32)
         scores = person_scores(normalized(queries) @ self.matrix.T, self.snap, self.rule)
         return top_people(scores, k)
 

@@ -81,6 +81,8 @@ def test_person_scores_by_rule():
     assert centroid == pytest.approx(np.array([[s, -1.0]]), abs=1e-6)
     people, best = ExactSearch(snap, "max").search(q, 5)
     assert people.tolist() == [[0, 1]] and best[0, 0] == pytest.approx(1.0)
+    empty = ExactSearch(_snap(np.zeros((0, 2)), [], []), "centroid").search(q, 5)
+    assert empty[0].shape == (1, 0)
 
 
 def test_faiss_index_agrees_with_exact_search_and_is_rebuilt_when_stale(tmp_path):
@@ -209,11 +211,16 @@ def test_bad_and_faceless_photos_are_reported_and_the_rest_go_on(tmp_path):
     res = _run("identify", "--gallery", db, tmp_path / "missing.jpg", _lfw("Abel_Pacheco", 2))
     assert res.exit_code == 0 and "error: " in res.stderr and ": Abel (distance" in res.stdout
     (tmp_path / "other.db").write_text("not a database")
+    with sqlite3.connect(tmp_path / "theirs.db") as con:
+        con.execute("CREATE TABLE t (x)")
     for args, message in ((("gallery", "list", "--gallery", tmp_path / "none.db"), "no gallery at"),
                           (("gallery", "stats", "--gallery", tmp_path / "other.db"), "not a usable gallery"),
+                          (("enroll", "--gallery", tmp_path / "theirs.db", "X", good), "not a facecmp gallery"),
                           (("enroll", "--gallery", tmp_path, "X", good), "is a directory")):
         res = _run(*args)
         assert res.exit_code == 2 and message in res.output and len(res.output.splitlines()) == 1
+    with sqlite3.connect(tmp_path / "theirs.db") as con:  # left as it was
+        assert con.execute("PRAGMA journal_mode").fetchone() == ("delete",)
 
 
 @pytest.mark.slow
