@@ -1,5 +1,5 @@
 """The gallery commands (enroll, identify, gallery list|stats|remove|reembed), thin over
-facecmp.gallery, facecmp.enrol and facecmp.identify; registered on the main group by cli.py."""
+facecmp.gallery, facecmp.enrol and facecmp.identification; registered on the main group by cli.py."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _face_line(r) -> str:
     if r.distance is None:
         who = "unknown (the gallery is empty)"
     else:
-        who = f"{r.name} (distance {r.distance:.4f} {'<=' if r.name != 'unknown' else '>'} {r.threshold:.4f})"
+        who = f"{r.name} (distance {r.distance:.4f} {'<=' if r.distance <= r.threshold else '>'} {r.threshold:.4f})"
     attrs = "".join(f", {label.label} {label.probability:.2f}" for label in (r.face.mask, r.face.expression))
     cands = "; ".join(f"{n} {d:.4f}" for n, d in r.candidates)
     return f"{r.face.source}{box}: {who}{attrs}" + (f"; candidates: {cands}" if cands else "")
@@ -94,14 +94,16 @@ def _face_line(r) -> str:
 @friendly
 def identify(db, images, top_k, threshold, as_json, model, detector) -> None:
     """Name every face of each photo as an enrolled person, or unknown; with mask and expression."""
+    from facecmp.api import load_model
     from facecmp.identification import identify as identify_faces
 
     files = _image_files(images)
     results, problems = [], []
     with _open(db) as gallery:
+        fm = load_model(model)  # once, not per photo
         for path in files:
             try:
-                found = identify_faces(gallery, path, model, top_k, detector, threshold)
+                found = identify_faces(gallery, path, fm, top_k, detector, threshold)
             except ImageError as exc:  # this photo only; a bad model or option stops the command
                 click.echo(f"error: {exc}", err=True)
                 problems.append(exc)
@@ -182,3 +184,5 @@ def reembed(db, model, detector) -> None:
             click.echo(f"{o.status}: {o.note}", err=True)
     done = sum(o.status == "added" for o in outcomes)
     click.echo(f"re-embedded {done} of {len(outcomes)} photos; {db} now searches with {key}")
+    if outcomes and not done:
+        sys.exit(1)

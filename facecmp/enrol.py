@@ -29,10 +29,8 @@ class Outcome:
 
 def _faces(path: str, fm: FaceModel, detector: str | None) -> list[AnalyzedFace] | str:
     """The faces of a photo file, most confident first, or why there are none."""
-    from facecmp.images import load_rgb
-
     try:
-        faces = analyze(load_rgb(path), fm, detector, attributes=False)
+        faces = analyze(path, fm, detector, attributes=False)
     except FacecmpError as exc:
         return str(exc)
     return faces or f"no face found in {path}"
@@ -55,8 +53,9 @@ def _enroll_one(gallery: Gallery, name: str, path: str, fm: FaceModel, key: str,
     return Outcome(path, "added", name, note)
 
 
-def enroll(gallery: Gallery, name: str, images: list[str | Path], model: FaceModel | str | Path | None = None,
-           append: bool = True, detector: str | None = None) -> list[Outcome]:
+def enroll(gallery: Gallery, name: str, images: list[str | Path],
+           model: FaceModel | str | Path | None = None, append: bool = True,
+           detector: str | None = None) -> list[Outcome]:
     """Enrol photos of one person, each in its own transaction; one Outcome per photo.
 
     A photo whose content is in the gallery already is skipped; one that cannot be read or
@@ -76,8 +75,9 @@ def enroll(gallery: Gallery, name: str, images: list[str | Path], model: FaceMod
     return out
 
 
-def enroll_folders(gallery: Gallery, root: str | Path, model: FaceModel | str | Path | None = None, append: bool = True,
-                   detector: str | None = None, progress: bool = False) -> list[Outcome]:
+def enroll_folders(gallery: Gallery, root: str | Path, model: FaceModel | str | Path | None = None,
+                   append: bool = True, detector: str | None = None,
+                   progress: bool = False) -> list[Outcome]:
     """Enrol each identity folder of root under its folder name (see enroll); a person refused
     by append=False is one skipped Outcome and the others go on. Progress on stderr."""
     from facecmp.images import is_image_name
@@ -92,6 +92,8 @@ def enroll_folders(gallery: Gallery, root: str | Path, model: FaceModel | str | 
     out: list[Outcome] = []
     for i, folder in enumerate(folders):
         files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_name(p))
+        if not files:
+            out.append(Outcome(str(folder), "skipped", folder.name, "no photos in this folder"))
         try:
             out += enroll(gallery, folder.name, files, fm, append, detector)
         except ModelError:
@@ -114,8 +116,8 @@ def _overlap(a: list[float] | None, b: list[float] | None) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None, detector: str | None = None,
-            progress: bool = False) -> list[Outcome]:
+def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
+            detector: str | None = None, progress: bool = False) -> list[Outcome]:
     """Embed every enrolled photo again with an identity model, then search with that model.
 
     Photos are read from their enrolled paths, each written in its own transaction, so an

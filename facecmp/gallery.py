@@ -47,15 +47,23 @@ INSERT OR IGNORE INTO meta VALUES ('schema', '{SCHEMA_VERSION}'), ('generation',
 """
 
 
+_KEYS: dict[tuple, str] = {}  # what a key was computed from -> the key, so weights are read once
+
+
 def model_key(model: FaceModel) -> str:
     """The identity model's name and a digest of what decides its vectors: the weights files,
     the crop convention and the flip. Vectors under one key are comparable; never across keys."""
-    digest = hashlib.sha256()
-    for weights in sorted(model.path.glob("*.pdparams")):
-        digest.update(weights.name.encode() + b"\0" + weights.read_bytes())
-    convention = [model.meta.image_convention(), model.embedder.flip]
-    digest.update(json.dumps(convention, sort_keys=True).encode())
-    return f"{model.path.resolve().name}-{digest.hexdigest()[:16]}"
+    files = sorted(model.path.resolve().glob("*.pdparams"))
+    convention = json.dumps([model.meta.image_convention(), model.embedder.flip], sort_keys=True)
+    seen = (str(model.path.resolve()), convention,
+            *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if seen not in _KEYS:
+        digest = hashlib.sha256()
+        for weights in files:
+            digest.update(weights.name.encode() + b"\0" + weights.read_bytes())
+        digest.update(convention.encode())
+        _KEYS[seen] = f"{model.path.resolve().name}-{digest.hexdigest()[:16]}"
+    return _KEYS[seen]
 
 
 def file_sha256(path: str | Path) -> str | None:

@@ -241,6 +241,15 @@ def test_a_gallery_refuses_another_model_until_reembedded(gallery, tmp_path):
     assert res.exit_code == 2 and f"run `facecmp gallery reembed --gallery {db}` to" in res.output
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(DISTINCT model_key) FROM embeddings").fetchone() == (1,)
+    moved = tmp_path / "moved.jpg"  # a photo gone since its enrolment fails and is counted
+    shutil.copy(_lfw("Abel_Pacheco", 3), moved)
+    assert _run("enroll", "--gallery", db, "Abel_Pacheco", moved, "--model", other).exit_code == 0
+    moved.unlink()
+    res = _run("gallery", "reembed", "--gallery", db)
+    assert res.exit_code == 0 and res.stdout.startswith("re-embedded 8 of 9 photos")
+    assert res.stderr.splitlines()[-1] == f"failed: {moved}: gone; remove Abel_Pacheco and enrol again"
+    stats = json.loads(_run("gallery", "stats", "--gallery", db, "--json").stdout)
+    assert (stats["images"], stats["images_without_vector"]) == (9, 1)
 
 
 # -- durability: a bulk enrolment killed part-way, two enrolments at once -------------------

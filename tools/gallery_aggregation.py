@@ -91,7 +91,8 @@ def measure(vectors: np.ndarray, names: list[str], enrol: int, splits: int, min_
             runs[rule].append(_figures(best, sims, truth, threshold))
     n_known = int((truth >= 0).sum())
     return {rule: {**{k: float(np.mean([r[k] for r in rs])) for k in rs[0]},
-                   "rank1_sd": float(np.std([r["rank1"] for r in rs])), "people": len(people), "queries": n_known, "strangers": len(truth) - n_known}
+                   "rank1_sd": float(np.std([r["rank1"] for r in rs])), "people": len(people),
+                   "queries": n_known, "strangers": len(truth) - n_known}
             for rule, rs in runs.items()}
 
 
