@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facecmp.errors import ModelError
 from facecmp.images import ImageInput, describe, to_rgb
 from facecmp.preprocess import crop_detected, crop_face, with_detector
 
@@ -65,8 +66,8 @@ def _labels(model: FaceModel, crops: list[np.ndarray]) -> list[Label]:
     return [Label(clf.classes[int(np.argmax(p))], float(np.max(p))) for p in probs]
 
 
-def analyze(image: ImageInput, model: FaceModel | str | Path | None = None, detector: str | None = None,
-            *, mask_model: FaceModel | str | Path | None = None,
+def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
+            detector: str | None = None, *, mask_model: FaceModel | str | Path | None = None,
             expression_model: FaceModel | str | Path | None = None,
             attributes: bool = True) -> list[AnalyzedFace]:
     """Every face in an image, most confident first (an empty list when there is none).
@@ -80,6 +81,9 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None, dete
 
     identity = load_model(model, "identity")
     heads = [load_model(mask_model, "mask"), load_model(expression_model, "expression")] if attributes else []
+    for head, task in zip(heads, ("mask", "expression")):
+        if head.task != task:
+            raise ModelError(f"{head.path} is a model of the {head.task} task, not of the {task} task")
     source = describe(image, 0)
     rgb = to_rgb(image, source)
     metas = [identity.meta] + [h.meta for h in heads]

@@ -124,6 +124,8 @@ def test_analyze_finds_every_face_with_the_crops_of_each_model(tmp_path):
     (whole,) = facecmp.analyze(a, detector="none", attributes=False)
     assert whole.box is None and whole.mask is None
     assert facecmp.analyze(np.full((120, 120, 3), 128, np.uint8)) == []
+    with pytest.raises(facecmp.ModelError, match="not of the mask task"):
+        facecmp.analyze(a, mask_model="expression")
 
 
 # -- enrolment and identification through the CLI ------------------------------------------
