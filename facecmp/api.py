@@ -27,7 +27,7 @@ from facecmp.errors import FacecmpError, ModelError
 from facecmp.faces import AnalyzedFace, analyze  # noqa: F401
 from facecmp.gallery import Gallery  # noqa: F401
 from facecmp.identification import Identification, identify  # noqa: F401
-from facecmp.images import ImageInput, describe
+from facecmp.images import ImageInput, describe, to_rgb
 from facecmp.preprocess import FaceCrop, load_faces
 
 
@@ -42,15 +42,19 @@ class FaceInfo:
     box: list[float] | None = None
     landmarks: list[list[float]] | None = None
     note: str | None = None
+    mask: float | None = None  # the mask head's P(masked), where compare asked it
 
     @classmethod
-    def of(cls, crop: FaceCrop, source: str) -> FaceInfo:
+    def of(cls, crop: FaceCrop, source: str, mask: float | None = None) -> FaceInfo:
         """The FaceInfo of a prepared crop."""
-        return cls(source, crop.box, crop.landmarks, crop.note)
+        return cls(source, crop.box, crop.landmarks, crop.note, mask)
 
     def to_json(self) -> dict[str, Any]:
-        """A plain dict: path, box, landmarks, note."""
-        return {"path": self.source, "box": self.box, "landmarks": self.landmarks, "note": self.note}
+        """A plain dict: path, box, landmarks, note, and mask where it was asked."""
+        out = {"path": self.source, "box": self.box, "landmarks": self.landmarks, "note": self.note}
+        if self.mask is not None:
+            out["mask"] = round(self.mask, 4)
+        return out
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Comparison:
     threshold: float
     metric: str
     faces: tuple[FaceInfo, FaceInfo]
+    masked: bool = False  # decided by the identity model's masked model (a face in a mask)
 
     @property
     def verdict(self) -> str:
@@ -72,7 +77,7 @@ class Comparison:
         """The result as `facecmp compare --json` prints it."""
         return {"path_a": self.faces[0].source, "path_b": self.faces[1].source, "metric": self.metric,
                 "distance": round(self.distance, 6), "threshold": self.threshold,
-                "verdict": self.verdict, "faces": [f.to_json() for f in self.faces]}
+                "verdict": self.verdict, "masked_model": self.masked, "faces": [f.to_json() for f in self.faces]}
 
 
 @dataclass
@@ -126,7 +131,7 @@ class FaceModel:
         self.task: str = self.meta.task
         self._options = {"flip": flip, "zoom": zoom, "crops": crops}
         self._lock = threading.Lock()
-        self._embedder = self._classifier = None
+        self._embedder = self._classifier = self._masked = None
 
     def __repr__(self) -> str:
         return f"FaceModel({str(self.path)!r}, task={self.task!r})"
@@ -140,6 +145,20 @@ class FaceModel:
 
                 self._embedder = Embedder(self.path, flip=self._options["flip"])
             return self._embedder
+
+    @property
+    def masked(self) -> FaceModel | None:
+        """The identity model for pairs with a face in a mask (meta.masked_model), or None."""
+        from facecmp.masked import masked_model_dir
+
+        with self._lock:
+            if self._masked is None and self.meta.masked_model:
+                path = masked_model_dir(self.path, self.meta.masked_model)
+                masked = FaceModel(path, **self._options)
+                if masked.meta.image_convention() != self.meta.image_convention():
+                    raise ModelError(f"{path} cuts faces unlike {self.path}; a masked model must share its crops")
+                self._masked = masked
+            return self._masked
 
     @property
     def classifier(self):
@@ -202,21 +221,35 @@ def compare(a: ImageInput, b: ImageInput, model: FaceModel | str | Path | None =
             detector: str | None = None) -> Comparison:
     """Are the faces in a and b the same person? Uses the model's calibrated threshold unless given.
 
-    detector overrides the model's crop convention: "mtcnn", "haar", "mtcnn-masked" (a second,
-    more permissive pass where MTCNN finds nothing), or "none" (inputs are crops).
+    detector overrides the model's crop convention: "mtcnn-masked" (the bundled models'
+    default: MTCNN and a pass for faces in masks), "mtcnn", "haar", or "none" (inputs are crops).
+    When the model names a masked model (the bundled one does), the mask head looks at both
+    faces and a pair with a face in a mask is measured by the masked model, at its threshold.
     Raises ImageError, NoFaceError or ModelError (all FacecmpError) on bad input.
     """
+    from facecmp.masked import mask_crop, mask_probabilities, masked_pairs
+    from facecmp.preprocess import with_detector
+
     fm = _model(model, "identity")
-    metric, threshold = fm.meta.threshold_for(metric, threshold)
-    embedder = fm.embedder
-    crops = list(load_faces([a, b], embedder.meta, detector))
+    sources = [describe(im, i) for i, im in enumerate((a, b))]
+    rgbs = [to_rgb(im, src) for im, src in zip((a, b), sources)]
+    crops = list(load_faces(rgbs, fm.meta, detector, sources=sources))
     for crop in crops:
         if isinstance(crop, FacecmpError):
             raise crop
-    emb = embedder.embed_crops(np.stack([c.pixels for c in crops]))
+    chosen, masks = fm, [None, None]
+    if fm.masked is not None:  # the mask head picks the model, from the same detections
+        found_by = with_detector(fm.meta, detector).crop.detector
+        cut = [mask_crop(rgb, c, found_by) for rgb, c in zip(rgbs, crops)]
+        if all(c is not None for c in cut):
+            probs = mask_probabilities(np.stack(cut))
+            masks = [float(p) for p in probs]
+            chosen = fm.masked if masked_pairs(probs[:1], probs[1:])[0] else fm
+    metric, threshold = chosen.meta.threshold_for(metric, threshold)
+    emb = chosen.embedder.embed_crops(np.stack([c.pixels for c in crops]))
     distance = float(metrics.DISTANCES[metric](emb[:1], emb[1:])[0])
-    faces = tuple(FaceInfo.of(c, describe(im, i)) for i, (c, im) in enumerate(zip(crops, (a, b))))
-    return Comparison(distance <= threshold, distance, threshold, metric, faces)
+    faces = tuple(FaceInfo.of(c, src, m) for c, src, m in zip(crops, sources, masks))
+    return Comparison(distance <= threshold, distance, threshold, metric, faces, chosen is not fm)
 
 
 def embed(images: Sequence[ImageInput], model: FaceModel | str | Path | None = None,
@@ -231,7 +264,7 @@ def embed(images: Sequence[ImageInput], model: FaceModel | str | Path | None = N
 
 
 def classify(images: Sequence[ImageInput], task: str = "mask", model: FaceModel | str | Path | None = None,
-             detector: str = "mtcnn", progress: bool = False) -> list[Classification]:
+             detector: str = "mtcnn-masked", progress: bool = False) -> list[Classification]:
     """The label and class probabilities of the face in each image (task "mask" or "expression").
 
     Faces are found with MTCNN, then Haar, then the whole image is used (a note says so);

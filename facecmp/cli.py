@@ -175,9 +175,10 @@ def threshold_sweep(model, pairs_file, images, lfw_folds, metric, thresholds, fo
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (boxes and landmarks too).")
 @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="Compare every pair of this file.")
 @click.option("--images", "images_root", type=click.Path(path_type=Path), help="Root for --pairs paths.")
+@click.option("--lfw-folds", help="Only these folds of the --pairs file, e.g. 1-5.")
 @click.option("--out", type=click.Path(path_type=Path), help="CSV of results for --pairs.")
 @friendly
-def compare(images, model, metric, threshold, detector, as_json, pairs_file, images_root, out) -> None:
+def compare(images, model, metric, threshold, detector, as_json, pairs_file, images_root, lfw_folds, out) -> None:
     """Are two photos the same person? Prints distance, threshold, metric and verdict."""
     import facecmp
 
@@ -187,14 +188,19 @@ def compare(images, model, metric, threshold, detector, as_json, pairs_file, ima
         raise FacecmpError("--pairs takes no image arguments and needs --out results.csv")
     fm = facecmp.load_model(model)
     if pairs_file is not None:
-        from facecmp.pairs import read_pairs
         from facecmp.scoring import compare_pairs
+        from facecmp.sweep import load_pairs
 
-        pairs = read_pairs(pairs_file, images_root)
+        pairs = load_pairs(pairs_file, images_root, lfw_folds)
+        masked = None
+        if fm.masked is not None:
+            masked = (fm.masked.embedder, fm.masked.meta.threshold_for(metric, threshold)[1])
         metric, threshold = fm.meta.threshold_for(metric, threshold)
-        counts = compare_pairs(fm.embedder, pairs, metric, threshold, out, detector, progress=len(pairs) > 50)
+        counts = compare_pairs(fm.embedder, pairs, metric, threshold, out, detector,
+                               progress=len(pairs) > 50, masked=masked)
         click.echo(f"{len(pairs)} pairs -> {out}: {counts['same']} same, {counts['different']} different, "
-                   f"{counts['error']} errors")
+                   f"{counts['error']} errors; {counts['right']} right ({counts['right'] / len(pairs):.2%}, "
+                   f"errors counted as wrong){', ' + str(counts['masked']) + ' measured by the masked model' if masked else ''}")
         if counts["error"] == len(pairs):
             sys.exit(1)
         return
@@ -236,8 +242,9 @@ def evaluate(model, data, out, detector, flip, zoom, crops) -> None:
 
 
 CLASSIFY_DETECTOR_OPT = click.option(
-    "--detector", type=click.Choice(DETECTOR_CHOICES), default="mtcnn", show_default=True,
-    help="Face detector for photos (mtcnn falls back to haar, then the whole image); none: inputs are crops.")
+    "--detector", type=click.Choice(DETECTOR_CHOICES), default="mtcnn-masked", show_default=True,
+    help="Face detector for photos (falls back to haar, then the whole image; mtcnn-masked also "
+         "finds faces in masks); none: inputs are crops.")
 
 
 def _classify(task: str, images, model, as_json: bool, detector: str, flip: bool | None,

@@ -12,6 +12,7 @@ import numpy as np
 
 from facecmp.errors import FacecmpError
 from facecmp.meta import ModelMeta
+from facecmp.detect import fingerprint
 from facecmp.preprocess import load_face
 from facecmp.runtime import cache_dir
 
@@ -21,6 +22,8 @@ def _cache_key(paths: list[Path], meta: ModelMeta) -> str:
     # crops (hashing ~27k face images costs a few seconds; detecting them, minutes).
     h = hashlib.sha1()
     h.update(json.dumps(meta.image_convention(), sort_keys=True).encode())
+    if meta.detects:
+        h.update(fingerprint(meta.crop.detector).encode())
     for p in map(Path, paths):
         try:
             stamp = hashlib.sha1(p.read_bytes()).hexdigest()

@@ -14,11 +14,13 @@ from facecmp.errors import FacecmpError, NoFaceError
 if TYPE_CHECKING:
     from facecmp.mtcnn import MTCNN
 
-# "mtcnn-masked": MTCNN, then, where it finds nothing, a second pass at lower score thresholds
-# that finds most faces behind a mask, and some faces that are not there (measured in
-# docs/masked-protocol.md); opt-in, so the default never reports a false face.
+# "mtcnn-masked": MTCNN, and a second pass for faces behind a mask: P- and R-Net at low score
+# thresholds, then an O-Net trained on faces in masks (tools/train_masked_onet.py). Faces
+# both passes find keep MTCNN's box and landmarks with the higher score; the rest of the
+# second pass's faces are added. Thresholds chosen on the development set (docs/masked-protocol.md).
 DETECTORS = ("mtcnn", "haar", "mtcnn-masked")
-PERMISSIVE_THRESHOLDS = (0.3, 0.3, 0.3)
+MASKED_THRESHOLDS = (0.1, 0.1, 0.9)
+SAME_FACE_IOU = 0.5
 
 
 @dataclass(eq=False)  # landmark arrays make field-wise == ambiguous; compare by identity
@@ -86,12 +88,50 @@ def _detect_haar(rgb: np.ndarray) -> list[Face]:
     return sorted(faces, key=lambda f: -f.score)
 
 
+def fingerprint(detector: str) -> str:
+    """What a detector's results depend on beyond its name (for caches of its crops)."""
+    if detector != "mtcnn-masked":
+        return detector
+    import hashlib
+
+    from facecmp.mtcnn import MASKED_ONET, WEIGHTS_DIR
+
+    try:
+        digest = hashlib.sha1((WEIGHTS_DIR / f"mtcnn_{MASKED_ONET}.onnx").read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"
+    return f"{detector} {MASKED_THRESHOLDS} {SAME_FACE_IOU} {digest}"
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two x1, y1, x2, y2 boxes."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def merge_passes(plain: list[Face], masked: list[Face]) -> list[Face]:
+    """The faces of both passes, most confident first: a face both found keeps the plain
+    pass's box and landmarks with the higher of its two scores."""
+    merged = [Face(f.box, f.score, f.landmarks) for f in plain]
+    for face in masked:
+        same = [f for f in merged[:len(plain)] if box_iou(f.box, face.box) >= SAME_FACE_IOU]
+        if same:
+            best = max(same, key=lambda f: box_iou(f.box, face.box))
+            best.score = max(best.score, face.score)
+        else:
+            merged.append(face)
+    return sorted(merged, key=lambda f: -f.score)
+
+
 def detect_faces(rgb: np.ndarray, detector: str = "mtcnn") -> list[Face]:
     """All faces in an RGB image with the chosen detector, most confident first."""
     if detector == "mtcnn":
         return _mtcnn().detect(rgb)
     if detector == "mtcnn-masked":
-        return _mtcnn().detect(rgb) or _mtcnn().detect(rgb, PERMISSIVE_THRESHOLDS)
+        return merge_passes(_mtcnn().detect(rgb), _mtcnn().detect(rgb, MASKED_THRESHOLDS, masked=True))
     if detector == "haar":
         return _detect_haar(rgb)
     raise FacecmpError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")

@@ -52,6 +52,9 @@ class ModelMeta:
     distilled_from: dict[str, Any] | None = None
     flip_distilled_from: dict[str, Any] | None = None
     weight_average_of: list[str] | None = None
+    # identity: the model directory (relative to this one) that compares pairs in which the
+    # mask head sees a mask (facecmp.masked); its thresholds are calibrated on masked pairs
+    masked_model: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, **values: Any) -> ModelMeta:

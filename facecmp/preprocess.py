@@ -173,8 +173,9 @@ def _reader_pool() -> ThreadPoolExecutor:
 
 
 def load_faces(images: list[ImageInput], meta: ModelMeta, detector: str | None = None,
-               fallback: bool = False) -> Iterator[FaceCrop | FacecmpError]:
-    """load_face over several images, in order, each a crop or the error it raised.
+               fallback: bool = False, sources: list[str] | None = None) -> Iterator[FaceCrop | FacecmpError]:
+    """load_face over several images, in order, each a crop or the error it raised (named
+    by `sources`, default: each path, or "<image i>").
 
     With a detector in the convention and more than one core, two images are read at a
     time in threads (OpenCV and numpy release the interpreter lock), each with its own
@@ -184,7 +185,7 @@ def load_faces(images: list[ImageInput], meta: ModelMeta, detector: str | None =
     from facecmp.runtime import cpu_count
 
     meta = with_detector(meta, detector)
-    sources = [describe(image, i) for i, image in enumerate(images)]
+    sources = sources or [describe(image, i) for i, image in enumerate(images)]
     if not meta.detects or cpu_count() < 2 or len(images) < 2:
         yield from (_try_load(im, meta, src, fallback) for im, src in zip(images, sources))
         return

@@ -119,3 +119,25 @@ def test_masked_detection_tool_on_a_small_masked_set(tmp_path, capsys):
     assert len(rows) == 2 * 4 * 2 and (out / "landmark_error.png").stat().st_size > 1000
     assert tool.main(["--masked", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_merge_keeps_mtcnn_faces_and_adds_the_faces_only_the_masked_pass_found():
+    from facecmp.detect import Face, merge_passes
+
+    marks = np.zeros((5, 2), np.float32)
+    plain = [Face((0, 0, 10, 10), 0.8, marks), Face((50, 50, 60, 60), 0.95, marks)]
+    masked = [Face((1, 0, 11, 10), 0.999, marks + 1), Face((100, 100, 130, 130), 0.97, marks + 2)]
+    merged = merge_passes(plain, masked)
+    assert [f.box for f in merged] == [(0, 0, 10, 10), (100, 100, 130, 130), (50, 50, 60, 60)]
+    assert merged[0].score == 0.999 and np.array_equal(merged[0].landmarks, marks)
+    assert plain[0].score == 0.8  # the inputs are left as they were
+    assert merge_passes([], masked) == sorted(masked, key=lambda f: -f.score)
+    assert merge_passes(plain, []) != [] and merge_passes([], []) == []
+
+
+def test_the_crop_cache_key_follows_the_masked_pass():
+    from facecmp import detect
+
+    assert detect.fingerprint("mtcnn") == "mtcnn"
+    assert str(detect.MASKED_THRESHOLDS) in detect.fingerprint("mtcnn-masked")
+    assert "missing" not in detect.fingerprint("mtcnn-masked")  # the masked O-Net ships

@@ -38,22 +38,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from facecmp.detect import DETECTORS, Face, detect_faces, pick_face  # noqa: E402
+from facecmp.detect import DETECTORS, Face, box_iou, detect_faces, merge_passes, pick_face  # noqa: E402
 from facecmp.errors import FacecmpError, NoFaceError, one_line_errors  # noqa: E402
 from facecmp.images import load_rgb  # noqa: E402
 
 FOUND_IOU = 0.5
 ALIGNED_NME = 0.2
 Detect = Callable[[np.ndarray], list[Face]]
-
-
-def box_iou(a, b) -> float:
-    """Intersection over union of two x1, y1, x2, y2 boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def landmark_error(found: np.ndarray, truth: np.ndarray) -> float:
@@ -102,17 +93,28 @@ def non_face_images(count: int, backgrounds: list[Path], seed: int) -> list[np.n
 
 
 def pass_detector(spec: str) -> tuple[str, Detect]:
-    """'P,R,O' -> plain MTCNN, then where it finds nothing the masked pass at those thresholds."""
+    """'P,R,O' -> plain MTCNN, then where it finds nothing the masked pass at those thresholds;
+    'alone:P,R,O' -> the masked pass alone; 'merge:P,R,O' -> both passes, merged as
+    detect's "mtcnn-masked" merges them."""
     from facecmp.detect import _mtcnn
 
-    thresholds = tuple(float(v) for v in spec.split(","))
-    if len(thresholds) != 3:
-        raise FacecmpError(f"--passes takes P,R,O thresholds, got {spec!r}")
+    mode, _, values = spec.rpartition(":")
+    try:
+        thresholds = tuple(float(v) for v in values.split(","))
+    except ValueError:
+        thresholds = ()
+    if len(thresholds) != 3 or mode not in ("", "alone", "merge"):
+        raise FacecmpError(f"--passes takes [alone:|merge:]P,R,O thresholds, got {spec!r}")
 
     def detect(rgb: np.ndarray) -> list[Face]:
-        return _mtcnn().detect(rgb) or _mtcnn().detect(rgb, thresholds, masked=True)
+        if mode == "alone":
+            return _mtcnn().detect(rgb, thresholds, masked=True)
+        plain = _mtcnn().detect(rgb)
+        if mode == "merge":
+            return merge_passes(plain, _mtcnn().detect(rgb, thresholds, masked=True))
+        return plain or _mtcnn().detect(rgb, thresholds, masked=True)
 
-    return f"masked pass {spec}", detect
+    return f"masked pass{' ' + mode if mode else ''} {values}", detect
 
 
 def evaluate(detectors: dict[str, Detect], items: list[tuple[str, dict]], masked_dir: Path,

@@ -9,7 +9,7 @@ the development set for detection): LFW people outside View 2 and outside the id
 model's calibration people (outputs/calib2, where present), and the CelebA crops of
 celeba-faces. For each photo MTCNN finds the face on the unmasked original (box and five
 landmarks: the targets); a mask is drawn on it (facecmp.masks, a seed of its own); P- and
-R-Net at the permissive thresholds propose candidate boxes on the masked copy and on the
+R-Net at low score thresholds (0.3) propose candidate boxes on the masked copy and on the
 unmasked original, and jittered copies of the true box are added. Candidates are labelled by
 their overlap with the face as in the MTCNN paper (IoU >= 0.65 face, 0.4-0.65 part of a face,
 < 0.3 with every face in the photo not a face); the net starts from the bundled O-Net and
@@ -40,7 +40,6 @@ sys.path.insert(0, str(REPO / "tools"))
 from convert_mtcnn import build_onnx  # noqa: E402
 
 from facecmp.datasets import data_root  # noqa: E402
-from facecmp.detect import PERMISSIVE_THRESHOLDS  # noqa: E402
 from facecmp.errors import FacecmpError, one_line_errors  # noqa: E402
 from facecmp.images import load_rgb  # noqa: E402
 from facecmp.masks import draw_mask  # noqa: E402
@@ -51,6 +50,7 @@ POS_IOU, PART_IOU, NEG_IOU = 0.65, 0.4, 0.3
 JITTERS = 6  # jittered copies of the true box per photo version
 KEEP = {1: 4, -1: 3, 0: 8}  # at most this many faces, parts and non-faces per photo version
 MASK_SEED = 1000  # masks for training: a seed family the protocol's sets (0-2) do not use
+CANDIDATES = (0.3, 0.3)  # P- and R-Net score thresholds of the candidates it learns from
 LOSS_WEIGHTS = {"cls": 1.0, "box": 0.5, "marks": 1.0}  # the MTCNN paper's O-Net weights
 
 
@@ -110,9 +110,9 @@ def photo_samples(mtcnn: MTCNN, rgb: np.ndarray, rng: np.random.Generator) -> di
         img = draw_mask(rgb, face.landmarks, rng) if version == "masked" else rgb
         img = np.stack([img] * 3, -1) if img.ndim == 2 else img[:, :, :3]
         sat = _integral(np.ascontiguousarray(img))
-        cands = mtcnn._stage1(sat, PERMISSIVE_THRESHOLDS[0])
+        cands = mtcnn._stage1(sat, CANDIDATES[0])
         if len(cands):
-            cands = mtcnn._stage2(sat, cands, PERMISSIVE_THRESHOLDS[1])
+            cands = mtcnn._stage2(sat, cands, CANDIDATES[1])
         boxes = np.concatenate([cands[:, :4].reshape(-1, 4), _jittered(face_box, rng, JITTERS)])
         iou = _iou(boxes, face_box)
         near_any = np.max([_iou(boxes, b) for b in others], axis=0)
