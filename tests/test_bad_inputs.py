@@ -224,7 +224,7 @@ def test_compare_pairs(inputs, tmp_path):
     out = tmp_path / "results.csv"
     res = _run("compare", "--pairs", _pairs_csv(tmp_path / "pairs.csv", rows), "--out", out)
     assert res.exit_code == 0, res.output
-    assert res.output.strip().endswith(f"{len(ERRORS)} errors"), res.output
+    assert f"{len(ERRORS)} errors;" in res.output, res.output
     with open(out, newline="", encoding="utf-8") as f:
         got = list(csv.DictReader(f))
     assert [r["path_b"] for r in got] == [str(b) for _, b, _ in rows]
