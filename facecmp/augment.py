@@ -9,13 +9,17 @@ from facecmp.masks import draw_mask_on_crop
 
 
 def augment(img: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
-    """Randomly mask, flip, crop, shift/scale/rotate, change brightness/gamma, add noise and erase."""
+    """Randomly mask, turn gray, flip, crop, shift/scale/rotate, change brightness/gamma, add
+    noise and erase."""
     out = img
     # First, while the face's landmarks are still the alignment template's (aligned crops
     # only; config checks it). No draw at mask 0, so other configs keep their random stream.
     # Distillation stays right: teacher targets are per image, from the unmasked original.
     if cfg.mask > 0 and rng.random() < cfg.mask:
         out = draw_mask_on_crop(out, rng)
+    if cfg.gray > 0 and rng.random() < cfg.gray and out.ndim == 3 and out.shape[2] == 3:
+        # photos in black and white (all of LFW) must not look like a colour model's other class
+        out = np.repeat(cv2.cvtColor(np.ascontiguousarray(out), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     if cfg.hflip and rng.random() < 0.5:
         out = out[:, ::-1]
     if 0 < cfg.crop_area < 1:

@@ -46,6 +46,7 @@ class AugmentConfig:
     gamma: float = 0.0  # gamma drawn log-uniformly from [1/(1+g), 1+g]
     noise: float = 0.0  # max standard deviation of Gaussian pixel noise, as a fraction of 255
     mask: float = 0.0  # probability of a synthetic face mask (facecmp.masks); align crops only
+    gray: float = 0.0  # probability of turning a colour crop gray (replicated to three channels)
 
 
 @dataclass
@@ -191,9 +192,11 @@ def _check(cfg: Config) -> None:
     for name in ("val_fraction", "val_into_train"):
         if not 0 <= getattr(cfg.data, name) <= 1:
             raise FacecmpError(f"config: data.{name} must be between 0 and 1")
+    for name in ("mask", "gray"):
+        value = getattr(cfg.data.augment, name)
+        if not 0 <= value <= 1:  # a number: _merge checks each value's type
+            raise FacecmpError(f"config: data.augment.{name} must be a probability between 0 and 1, got {value!r}")
     mask = cfg.data.augment.mask
-    if not 0 <= mask <= 1:  # a number: _merge checks each value's type
-        raise FacecmpError(f"config: data.augment.mask must be a probability between 0 and 1, got {mask!r}")
     if mask and cfg.data.crop.method != "align":
         # the mask is drawn where the alignment template puts the nose and mouth
         raise FacecmpError(f"config: data.augment.mask needs data.crop.method 'align' (the mask is drawn "
