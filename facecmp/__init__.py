@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _API = ("load_model", "compare", "embed", "classify", "FaceModel", "Comparison", "Embeddings",
         "Classification", "FaceInfo", "analyze", "AnalyzedFace", "Gallery", "enroll", "identify",
-        "Identification")
+        "Identification", "identify_video", "VideoResult")
 __all__ = [*_API, "FacecmpError", "ImageError", "ModelError", "NoFaceError", "NothingDoneError"]
 
 

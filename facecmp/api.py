@@ -29,6 +29,7 @@ from facecmp.gallery import Gallery  # noqa: F401
 from facecmp.identification import Identification, identify  # noqa: F401
 from facecmp.images import ImageInput, describe, to_rgb
 from facecmp.preprocess import FaceCrop, load_faces
+from facecmp.video import VideoResult, identify_video  # noqa: F401
 
 
 @dataclass(frozen=True)

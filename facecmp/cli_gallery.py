@@ -85,18 +85,35 @@ def _face_line(r) -> str:
 
 @main.command()
 @GALLERY_OPT
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Candidates per face.")
 @click.option("--threshold", type=float, help="Cosine distance to name a face (default: the model's calibrated one).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per face.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per face (--video: one object).")
+@click.option("--video", metavar="FILE_OR_CAMERA", help="A video file, or a camera index (0, 1, ...), instead of photos.")
+@click.option("--out", type=click.Path(path_type=Path), help="--video: write the annotated video (.mp4 or .avi).")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="--video: write a CSV of detections.")
+@click.option("--every", type=click.IntRange(1), default=1, show_default=True,
+              help="--video: analyse every Nth frame (the others are written with the last boxes).")
+@click.option("--max-frames", type=click.IntRange(1), help="--video: read at most this many frames.")
 @MODEL_OPT
 @DETECTOR_OPT
 @friendly
-def identify(db, images, top_k, threshold, as_json, model, detector) -> None:
-    """Name every face of each photo as an enrolled person, or unknown; with mask and expression."""
+def identify(db, images, top_k, threshold, as_json, video, out, csv_path, every, max_frames, model,
+             detector) -> None:
+    """Name every face of each photo (or of a --video) as an enrolled person, or unknown; with mask
+    and expression."""
     from facecmp.api import load_model
     from facecmp.identification import identify as identify_faces
 
+    if video is not None:
+        if images:
+            raise FacecmpError("give photos or --video, not both")
+        _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, as_json, model, detector)
+        return
+    if out or csv_path or every != 1 or max_frames:
+        raise FacecmpError("--out, --csv, --every and --max-frames go with --video")
+    if not images:
+        raise FacecmpError("give photos to identify, or --video FILE_OR_CAMERA_INDEX")
     files = _image_files(images)
     results, problems = [], []
     with _open(db) as gallery:
@@ -119,6 +136,46 @@ def identify(db, images, top_k, threshold, as_json, model, detector) -> None:
         click.echo(json.dumps([r.to_json() for r in results]))
     if len(problems) == len(files):
         sys.exit(3 if all(isinstance(p, NoFaceError) for p in problems) else 1)
+
+
+def _track_line(t, threshold: float) -> str:
+    """One track of a video as a line of text."""
+    if t.distance is None:
+        who = "unknown (the gallery is empty)"
+    else:
+        who = f"{t.name} (distance {t.distance:.4f} {'<=' if t.distance <= threshold else '>'} {threshold:.4f})"
+    summary = t.to_json()
+    labels = "".join(f", {summary[k]}" for k in ("mask", "expression") if summary[k])
+    cands = "; ".join(f"{n} {d:.4f}" for n, d in t.candidates)
+    return (f"track {t.id}: {who}, frames {t.first_frame}-{t.last_frame} ({t.first_time:.2f}-"
+            f"{t.last_time:.2f} s, {_plural(t.detections, 'detection', 'detections')}){labels}"
+            + (f"; candidates: {cands}" if cands else ""))
+
+
+def _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, as_json, model,
+                    detector) -> None:
+    """identify --video: the library loop, then the tracks, the speed and the exit code."""
+    from facecmp.video import identify_video
+
+    with _open(db) as g:
+        r = identify_video(g, video, model, out=out, csv_path=csv_path, every=every, max_frames=max_frames,
+                           top_k=top_k, detector=detector, threshold=threshold, progress=True)
+    if as_json:
+        click.echo(json.dumps(r.to_json()))
+    else:
+        for t in r.tracks.values():
+            click.echo(_track_line(t, r.threshold))
+    if r.stopped:
+        click.echo(f"{'note' if r.interrupted else 'error'}: {r.stopped}; kept what was read", err=True)
+    wrote = ", ".join(str(p) for p in (out, csv_path) if p)
+    read = f"; {r.frames_read / r.seconds:.1f} frames/s read" if every > 1 and r.seconds > 0 else ""
+    click.echo(f"processed {r.frames_processed} of {r.frames_read} frames in {r.seconds:.1f} s "
+               f"({r.fps:.1f} fps{read}); {_plural(len(r.tracks), 'track', 'tracks')}, "
+               f"{_plural(len(r.detections), 'detection', 'detections')}" + (f"; wrote {wrote}" if wrote else ""),
+               err=as_json)
+    if not r.detections:
+        click.echo(f"note: no face found in {r.source}", err=True)
+        sys.exit(3)
 
 
 @main.group()
