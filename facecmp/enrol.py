@@ -45,8 +45,10 @@ def _enroll_one(gallery: Gallery, name: str, path: str, fm: FaceModel, key: str,
     faces = _faces(path, fm, detector)
     if isinstance(faces, str):
         return Outcome(path, "failed", name, faces)
+    masked = gallery.masked_model
+    extra = (masked, faces[0].masked_embedding) if masked and faces[0].masked_embedding is not None else None
     if not gallery.add_image(name, os.path.abspath(path), sha, faces[0].box, len(faces),
-                             faces[0].embedding, key, new_person):
+                             faces[0].embedding, key, new_person, extra):
         owner = gallery.owner_of(sha)
         return Outcome(path, "skipped", owner, f"already enrolled as {owner}")
     note = f"{len(faces)} faces found; enrolled the most confident" if len(faces) > 1 else None
@@ -120,7 +122,8 @@ def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
             detector: str | None = None, progress: bool = False) -> list[Outcome]:
     """Embed every enrolled photo again with an identity model, then search with that model.
 
-    Photos are read from their enrolled paths, each written in its own transaction, so an
+    Where the model names a masked model, each photo gets that model's vector too. Photos are
+    read from their enrolled paths, each written in its own transaction, so an
     interrupted run continues where it stopped; of several faces the one at the enrolled box
     is taken. A photo that is gone or changed fails and has no vector of the new model (see
     Gallery.stats). The switch, which drops the old model's vectors, is one write at the end.
@@ -130,9 +133,15 @@ def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
 
     fm = load_model(model, "identity")
     key = model_key(fm)
+    masked = model_key(fm.masked) if fm.masked is not None else None
     with gallery.write():
         gallery.add_model(key, fm.meta.embedding_size)
-    todo = gallery.images_without(key)
+        if masked is not None:
+            gallery.add_model(masked, fm.masked.meta.embedding_size)
+    todo = {row[0]: row for row in gallery.images_without(key)}
+    if masked is not None:
+        todo.update((row[0], row) for row in gallery.images_without(masked))
+    todo = [todo[i] for i in sorted(todo)]
     out = []
     for n, (image_id, path, sha, box, name) in enumerate(todo):
         if file_sha256(path) != sha:
@@ -144,11 +153,14 @@ def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
                 out.append(Outcome(path, "failed", name, faces))
             else:
                 face = max(faces, key=lambda f: _overlap(f.box, box))  # ties: the most confident
-                gallery.set_vector(image_id, key, face.embedding)
+                vectors = {key: face.embedding}
+                if masked is not None:
+                    vectors[masked] = face.masked_embedding
+                gallery.set_vectors(image_id, vectors)
                 out.append(Outcome(path, "added", name))
         if progress:
             print(f"\rre-embedding: {n + 1}/{len(todo)} photos", end="", file=sys.stderr, flush=True)
     if progress and todo:
         print(file=sys.stderr)
-    gallery.switch_model(key)
+    gallery.switch_model(key, masked)
     return out

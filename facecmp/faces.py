@@ -47,6 +47,17 @@ class AnalyzedFace:
     embedding: np.ndarray = field(repr=False, compare=False)
     mask: Label | None = None
     expression: Label | None = None
+    # the embedding by the identity model's masked model (facecmp.masked), where it names one
+    masked_embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def p_masked(self) -> float | None:
+        """The mask head's probability that the face wears a mask (None: not asked)."""
+        if self.mask is None:
+            return None
+        from facecmp.masked import MASK_CLASS
+
+        return self.mask.probability if self.mask.label == MASK_CLASS else 1.0 - self.mask.probability
 
     def to_json(self) -> dict[str, Any]:
         """path, box, landmarks, score, mask and expression ({label, probability}); no embedding."""
@@ -73,7 +84,8 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
     """Every face in an image, most confident first (an empty list when there is none).
 
     model is the identity model (default: the bundled one); mask and expression come from
-    the bundled heads unless given, and are left out (None) with attributes=False. detector:
+    the bundled heads unless given, and are left out (None) with attributes=False; where the
+    identity model names a masked model, each face has that model's embedding too. detector:
     "mtcnn" (default: the identity model's), "mtcnn-masked", "haar", or "none" (the image is
     one face crop). Raises ImageError for an image that cannot be read.
     """
@@ -100,10 +112,11 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
     if not found:
         return []
     vectors = identity.embedder.embed_crops(np.stack(crops[0]))
+    masked = identity.masked.embedder.embed_crops(np.stack(crops[0])) if identity.masked else [None] * len(found)
     labels = [_labels(h, c) for h, c in zip(heads, crops[1:])] or [[None] * len(found)] * 2
     out = []
     for i, face in enumerate(found):
         where = face.to_json() if face is not None else {"box": None, "landmarks": None, "score": None}
         out.append(AnalyzedFace(source, where["box"], where["landmarks"], where["score"], vectors[i],
-                                labels[0][i], labels[1][i]))
+                                labels[0][i], labels[1][i], masked[i]))
     return out

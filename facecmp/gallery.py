@@ -162,6 +162,11 @@ class Gallery:
         """The key of the identity model whose vectors the gallery searches (None: none yet)."""
         return self._meta("model_key")
 
+    @property
+    def masked_model(self) -> str | None:
+        """The key of that model's masked model (facecmp.masked), searched for faces in masks."""
+        return self._meta("masked_key")
+
     # -- the identity model --------------------------------------------------------------------
 
     def use_model(self, model: FaceModel | str | Path | None = None) -> tuple[FaceModel, str]:
@@ -171,16 +176,27 @@ class Gallery:
 
         fm = load_model(model, "identity")
         key = model_key(fm)
-        if self.model == key:
+        masked = model_key(fm.masked) if fm.masked is not None else None
+        if self.model == key and self.masked_model == masked:
             return fm, key
-        with self.write() as db:
-            current = self.model
-            if current is not None and current != key and self.count_vectors(current):
-                raise ModelError(self.mismatch(current, key, fm))
+        with self.write():
+            for current, wanted in ((self.model, key), (self.masked_model, masked)):
+                if current is not None and current != wanted and self.count_vectors(current):
+                    raise ModelError(self.mismatch(current, wanted or "none", fm))
             self.add_model(key, fm.meta.embedding_size)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('model_key', ?)", (key,))
-            self._bump()
+            if masked is not None:
+                self.add_model(masked, fm.masked.meta.embedding_size)
+            self._set_models(key, masked)
         return fm, key
+
+    def _set_models(self, key: str, masked: str | None) -> None:
+        """Record the searched model and its masked model (inside a write)."""
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('model_key', ?)", (key,))
+        if masked is None:
+            self.db.execute("DELETE FROM meta WHERE key = 'masked_key'")
+        else:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('masked_key', ?)", (masked,))
+        self._bump()
 
     def mismatch(self, current: str, key: str, fm: FaceModel) -> str:
         """The one line that refuses a model the gallery was not built with."""
@@ -199,12 +215,12 @@ class Gallery:
         """How many photos have a vector of this model."""
         return self.db.execute("SELECT count(*) FROM embeddings WHERE model_key = ?", (key,)).fetchone()[0]
 
-    def switch_model(self, key: str) -> None:
-        """Search with this model's vectors from now on and drop every other model's (one write)."""
+    def switch_model(self, key: str, masked: str | None = None) -> None:
+        """Search with this model's vectors (and its masked model's) from now on and drop every
+        other model's (one write)."""
         with self.write() as db:
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('model_key', ?)", (key,))
-            db.execute("DELETE FROM models WHERE model_key != ?", (key,))  # their vectors cascade
-            self._bump()
+            db.execute("DELETE FROM models WHERE model_key NOT IN (?, ?)", (key, masked or key))  # vectors cascade
+            self._set_models(key, masked)
 
     # -- photos ----------------------------------------------------------------------------------
 
@@ -219,9 +235,11 @@ class Gallery:
         return self.db.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
 
     def add_image(self, name: str, path: str, sha256: str, box: list[float] | None, faces: int,
-                  vector: np.ndarray, key: str, new_person: bool = False) -> bool:
-        """Write one photo and its vector in one transaction (and the person, if new); False when
-        a photo of the same content is there already. new_person refuses an existing name."""
+                  vector: np.ndarray, key: str, new_person: bool = False,
+                  masked: tuple[str, np.ndarray] | None = None) -> bool:
+        """Write one photo and its vector (and its masked model's: key, vector) in one
+        transaction, and the person if new; False when a photo of the same content is there
+        already. new_person refuses an existing name."""
         try:
             with self.write() as db:
                 if self.model != key:  # re-embedded by another process since this one checked
@@ -233,6 +251,9 @@ class Gallery:
                 image = db.execute("INSERT INTO images (person_id, path, sha256, box, faces, added) VALUES "
                                    "(?, ?, ?, ?, ?, ?)", (person, path, sha256, json.dumps(box), faces, _now()))
                 db.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (image.lastrowid, key, _blob(vector)))
+                if masked is not None:
+                    db.execute("INSERT INTO embeddings VALUES (?, ?, ?)", (image.lastrowid, masked[0],
+                                                                          _blob(masked[1])))
                 self._bump()
         except sqlite3.IntegrityError:  # the same content, enrolled meanwhile by another process
             return False
@@ -245,10 +266,11 @@ class Gallery:
                                "WHERE model_key = ?) ORDER BY i.id", (key,)).fetchall()
         return [(i, path, sha, json.loads(box) if box else None, name) for i, path, sha, box, name in rows]
 
-    def set_vector(self, image_id: int, key: str, vector: np.ndarray) -> None:
-        """Store a photo's vector of a model (one write)."""
+    def set_vectors(self, image_id: int, vectors: dict[str, np.ndarray]) -> None:
+        """Store a photo's vectors, one per model key (one write)."""
         with self.write() as db:
-            db.execute("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", (image_id, key, _blob(vector)))
+            for key, vector in vectors.items():
+                db.execute("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)", (image_id, key, _blob(vector)))
             self._bump()
 
     def remove(self, name: str) -> int:
@@ -275,21 +297,24 @@ class Gallery:
             row = self.db.execute(sql, args).fetchone()
             return row[0] if row else None
 
-        key = self.model
+        key, masked = self.model, self.masked_model
         return {"gallery": str(self.path), "people": one("SELECT count(*) FROM people"),
                 "images": one("SELECT count(*) FROM images"),
                 "images_with_several_faces": one("SELECT count(*) FROM images WHERE faces > 1"),
                 "model": key, "dimension": one("SELECT dimension FROM models WHERE model_key = ?", key),
                 "images_without_vector": len(self.images_without(key or "")),
+                "masked_model": masked,
+                "images_without_masked_vector": len(self.images_without(masked)) if masked else 0,
                 "generation": self.generation}
 
-    def snapshot(self) -> Snapshot:
-        """The searched model's vectors as they are now, read in one transaction."""
+    def snapshot(self, masked: bool = False) -> Snapshot:
+        """The searched model's vectors (or its masked model's) as they are now, read in one
+        transaction."""
         from facecmp.gallery_index import Snapshot, normalized
 
         self.db.execute("BEGIN")  # one consistent read: the generation and the rows it names
         try:
-            generation, key = self.generation, self.model or ""
+            generation, key = self.generation, (self.masked_model if masked else self.model) or ""
             rows = self.db.execute("SELECT i.person_id, e.vector FROM embeddings e JOIN images i ON "
                                    "i.id = e.image_id WHERE e.model_key = ? ORDER BY i.person_id, i.id",
                                    (key,)).fetchall()
@@ -302,11 +327,13 @@ class Gallery:
         return Snapshot(generation, key, normalized(vectors), owners.reshape(-1),
                         [names[int(p)] for p in people])
 
-    def searcher(self, how: str = "auto"):
-        """The search over the current vectors (gallery_index), reloaded only after a write."""
+    def searcher(self, how: str = "auto", masked: bool = False):
+        """The search over the current vectors (gallery_index) of the searched model, or of its
+        masked model, reloaded only after a write."""
         from facecmp.gallery_index import searcher
 
-        cached = self._searches.get(how)
+        cached = self._searches.get((how, masked))
         if cached is None or cached.snap.generation != self.generation:
-            cached = self._searches[how] = searcher(self.snapshot(), self.index_path, how)
+            path = self.path.with_name(self.path.name + ".masked.faiss") if masked else self.index_path
+            cached = self._searches[(how, masked)] = searcher(self.snapshot(masked), path, how)
         return cached

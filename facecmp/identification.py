@@ -28,6 +28,7 @@ class Identification:
     distance: float | None  # cosine distance to the nearest person (None: an empty gallery)
     threshold: float
     candidates: list[tuple[str, float]]  # the top-k people and their distances, nearest first
+    model: str = "identity"  # "masked": the face wears a mask and was searched by the masked model
 
     def to_json(self) -> dict[str, Any]:
         """As `facecmp identify --json` prints it: path, box, name, distance, candidates, mask, expression."""
@@ -35,7 +36,7 @@ class Identification:
         return {"path": face["path"], "box": face["box"], "name": self.name,
                 "distance": None if self.distance is None else round(self.distance, 6),
                 "candidates": [{"name": n, "distance": round(d, 6)} for n, d in self.candidates],
-                "mask": face["mask"], "expression": face["expression"]}
+                "mask": face["mask"], "expression": face["expression"], "model": self.model}
 
 
 def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path | None = None,
@@ -45,21 +46,38 @@ def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path 
     within the identity model's calibrated cosine threshold (or `threshold`), else unknown.
 
     A person's distance is 1 - the cosine similarity to the mean of their enrolled
-    embeddings (gallery_index.RULE). An empty list when the photo has no face.
+    embeddings (gallery_index.RULE). A face the mask head calls masked (facecmp.masked) is
+    searched among the masked model's vectors at its threshold, where the gallery has them.
+    An empty list when the photo has no face.
     """
     if top_k < 1:
         raise FacecmpError(f"top-k must be at least 1, got {top_k}")
     fm, _ = gallery.use_model(model)
-    _, threshold = fm.meta.threshold_for("cosine", threshold)
     faces = analyze(image, fm, detector)
-    if not faces:
-        return []
-    index = gallery.searcher(search)
-    people, sims = index.search(np.stack([f.embedding for f in faces]), top_k)
-    out = []
-    for face, row_people, row_sims in zip(faces, people, sims):
-        cands = [(index.snap.names[p], float(1.0 - s)) for p, s in zip(row_people, row_sims) if p >= 0]
-        nearest = cands[0][1] if cands else None
-        named = nearest is not None and nearest <= threshold
-        out.append(Identification(face, cands[0][0] if named else UNKNOWN, nearest, threshold, cands))
+    return search_faces(gallery, fm, faces, top_k, threshold, search)
+
+
+def search_faces(gallery: Gallery, fm: FaceModel, faces: list[AnalyzedFace], top_k: int = 5,
+                 threshold: float | None = None, search: str = "auto") -> list[Identification]:
+    """Name faces already analysed by fm (see identify), each by the model its mask state picks."""
+    from facecmp.masked import MASKED_AT
+
+    masked_ok = fm.masked is not None and gallery.masked_model is not None
+    out: list[Identification | None] = [None] * len(faces)
+    for masked in (False, True):
+        mine = [i for i, f in enumerate(faces)
+                if masked == (masked_ok and f.p_masked is not None and f.p_masked >= MASKED_AT)]
+        if not mine:
+            continue
+        model = fm.masked if masked else fm
+        _, limit = model.meta.threshold_for("cosine", threshold)
+        index = gallery.searcher(search, masked)
+        people, sims = index.search(np.stack([faces[i].masked_embedding if masked else faces[i].embedding
+                                              for i in mine]), top_k)
+        for i, row_people, row_sims in zip(mine, people, sims):
+            cands = [(index.snap.names[p], float(1.0 - s)) for p, s in zip(row_people, row_sims) if p >= 0]
+            nearest = cands[0][1] if cands else None
+            named = nearest is not None and nearest <= limit
+            out[i] = Identification(faces[i], cands[0][0] if named else UNKNOWN, nearest, limit, cands,
+                                    "masked" if masked else "identity")
     return out

@@ -151,7 +151,7 @@ def test_enrolled_people_are_named_and_strangers_are_unknown(gallery, tmp_path):
     faces = json.loads(res.stdout)
     assert [f["name"] for f in faces] == ["Serena_Williams", "unknown"]
     for f in faces:
-        assert set(f) == {"path", "box", "name", "distance", "candidates", "mask", "expression"}
+        assert set(f) == {"path", "box", "name", "distance", "candidates", "mask", "expression", "model"}
         assert len(f["candidates"]) == 2 and f["mask"]["label"] in ("WithMask", "WithoutMask")
     assert faces[0]["distance"] == faces[0]["candidates"][0]["distance"] <= _threshold() < faces[1]["distance"]
     res = _run("identify", "--gallery", gallery, _pair_photo(tmp_path), "--json")
@@ -229,7 +229,9 @@ def test_bad_and_faceless_photos_are_reported_and_the_rest_go_on(tmp_path):
 def test_a_gallery_refuses_another_model_until_reembedded(gallery, tmp_path):
     db = _copy_db(gallery, tmp_path / "g.db")
     other = tmp_path / "other-identity"  # the same weights under another name: another model key
-    shutil.copytree(Path(facecmp.__file__).parent / "zoo" / "identity", other)
+    zoo = Path(facecmp.__file__).parent / "zoo"
+    shutil.copytree(zoo / "identity", other)
+    shutil.copytree(zoo / "identity-masked", tmp_path / "identity-masked")  # its masked_model
     photo = _lfw("Serena_Williams", 4)
     for args in (("identify", "--gallery", db, photo), ("enroll", "--gallery", db, "X", _lfw("Abel_Pacheco", 3))):
         res = _run(*args, "--model", other)
@@ -242,7 +244,9 @@ def test_a_gallery_refuses_another_model_until_reembedded(gallery, tmp_path):
     res = _run("identify", "--gallery", db, photo)  # now the bundled model is the other one
     assert res.exit_code == 2 and f"run `facecmp gallery reembed --gallery {db}` to" in res.output
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT count(DISTINCT model_key) FROM embeddings").fetchone() == (1,)
+        # the other model's vectors and its masked model's, which it shares with the bundled one
+        assert con.execute("SELECT count(DISTINCT model_key) FROM embeddings").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM embeddings").fetchone() == (16,)
     moved = tmp_path / "moved.jpg"  # a photo gone since its enrolment fails and is counted
     shutil.copy(_lfw("Abel_Pacheco", 3), moved)
     assert _run("enroll", "--gallery", db, "Abel_Pacheco", moved, "--model", other).exit_code == 0
