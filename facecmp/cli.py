@@ -292,6 +292,7 @@ _classifier_command("mask", "Is the face wearing a mask? Prints label and probab
 _classifier_command("expression", "The facial expression of each image: label and probability.")
 
 from facecmp import cli_gallery  # noqa: E402,F401  (registers enroll, identify and gallery)
+from facecmp import cli_serve  # noqa: E402,F401  (registers serve)
 
 if __name__ == "__main__":
     # run as `python -m facecmp.cli`: the group of the imported facecmp.cli, on which the
