@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 from pathlib import Path
 import numpy as np
@@ -33,6 +34,11 @@ def _cache_key(paths: list[Path], meta: ModelMeta) -> str:
     return h.hexdigest()[:20]
 
 
+def cache_path(paths: list[Path], meta: ModelMeta) -> Path:
+    """The file prepare_crops keeps these images' crops in, under this crop convention."""
+    return cache_dir() / f"crops-{_cache_key(paths, meta)}.npz"
+
+
 def prepare_crops(paths: list[Path], meta: ModelMeta, progress: bool = True
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode and crop every image once (cached on disk by file list and crop convention).
@@ -40,8 +46,7 @@ def prepare_crops(paths: list[Path], meta: ModelMeta, progress: bool = True
     Returns (crops uint8 N x S x S x C, ok mask, one-line problems). Files that cannot be
     read or hold no face are left out of the mask and reported, never fatal.
     """
-    key = _cache_key(paths, meta)
-    cached = cache_dir() / f"crops-{key}.npz"
+    cached = cache_path(paths, meta)
     if cached.exists():
         with np.load(cached, allow_pickle=False) as z:
             return z["crops"], z["ok"], list(z["problems"])
@@ -62,7 +67,8 @@ def prepare_crops(paths: list[Path], meta: ModelMeta, progress: bool = True
     if progress:
         print(file=sys.stderr)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
+    # a name of this process's own: processes on several hosts may share the cache folder
+    tmp = cached.with_name(f"{cached.stem}.{socket.gethostname()}-{os.getpid()}.tmp.npz")
     np.savez(tmp, crops=crops, ok=ok, problems=np.asarray(problems, dtype=str))
     os.replace(tmp, cached)
     return crops, ok, problems

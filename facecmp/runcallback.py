@@ -1,5 +1,9 @@
 """The training run's own Paddle callback: LR schedule, margin warm-up, log.csv, checkpoints,
-early stop; and the hook other callbacks use to follow the run's epochs."""
+early stop; and the hook other callbacks use to follow the run's epochs.
+
+Under Paddle's launcher every rank runs it: the epoch's figures are combined over the ranks,
+so each rank decides alike (best epoch, early stop), and only rank 0 writes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from facecmp import modeldir, plots, runlog
+from facecmp import distributed, modeldir, plots, runlog
 from facecmp.config import Config
 from facecmp.meta import ModelMeta
 from facecmp.runtime import import_paddle
@@ -36,6 +40,7 @@ class RunCallback(paddle.callbacks.Callback):
         self.cfg, self.run_dir, self.state, self.meta, self.has_val = cfg, run_dir, state, meta, has_val
         self.followers = list(followers)
         self.row: dict[str, Any] = {}
+        self.ranks = distributed.ranks()
 
     def on_epoch_begin(self, epoch, logs=None):
         e, t = self.state["epoch"], self.cfg.train
@@ -48,14 +53,20 @@ class RunCallback(paddle.callbacks.Callback):
         self.sums = {"train": [0.0, 0], "eval": [0.0, 0]}
 
     def _add_loss(self, mode: str, logs) -> None:
-        # Paddle reports each batch's loss; the log wants the epoch mean
+        # Paddle reports each batch's loss (this rank's) and size (all ranks'); the log wants the epoch mean
         n = int((logs or {}).get("batch_size", 1))
+        n = n / self.ranks.world if self.ranks.world > 1 else n
         self.sums[mode][0] += _scalar(logs.get("loss")) * n
         self.sums[mode][1] += n
 
-    def _mean(self, mode: str) -> float | None:
+    def _mean(self, mode: str, acc: float | None = None) -> tuple[float | None, float | None]:
+        """(mean loss, accuracy) of the epoch: over every rank's samples when there are several
+        (acc is this rank's; validation accuracy is already over all of them, so pass None)."""
         total, n = self.sums[mode]
-        return round(total / n, 6) if n else None
+        if self.ranks.world > 1:
+            total, n, acc_total = distributed.sum_across_ranks([total, n, (acc or 0.0) * n])
+            acc = None if acc is None or not n else round(acc_total / n, 6)
+        return (round(total / n, 6) if n else None), acc
 
     def on_train_batch_end(self, step, logs=None):
         self._add_loss("train", logs)
@@ -64,12 +75,15 @@ class RunCallback(paddle.callbacks.Callback):
         self._add_loss("eval", logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.row.update(loss=self._mean("train"), acc=_scalar((logs or {}).get("acc")))
+        # before validation, so that every rank validates (and rank 0 saves) the same model
+        distributed.average_buffers(self.model.network)
+        loss, acc = self._mean("train", _scalar((logs or {}).get("acc")))
+        self.row.update(loss=loss, acc=acc)
         if not self.has_val:
             self._finish()
 
     def on_eval_end(self, logs=None):
-        self.row.update(val_loss=self._mean("eval"), val_acc=_scalar((logs or {}).get("acc")))
+        self.row.update(val_loss=self._mean("eval")[0], val_acc=_scalar((logs or {}).get("acc")))
         self._finish()
 
     def _finish(self) -> None:
@@ -79,24 +93,35 @@ class RunCallback(paddle.callbacks.Callback):
         st["epoch"] += 1
         st["rows"].append(row)
         score = row.get("val_acc") if self.has_val else row["acc"]
-        meta, with_head = dataclasses.replace(self.meta, epochs_trained=st["epoch"]), self.cfg.task != "identity"
-        if score is not None and score > st.get("best", -1.0):
+        meta = dataclasses.replace(self.meta, epochs_trained=st["epoch"])
+        best = score is not None and score > st.get("best", -1.0)
+        if best:
             st.update(best=score, best_epoch=st["epoch"], wait=0)
-            modeldir.save_model(self.run_dir / "model", self.model.network, meta, with_head=with_head)
         else:
             st["wait"] = st.get("wait", 0) + 1
+        patience = self.cfg.train.patience
+        stop = self.has_val and patience > 0 and st["wait"] >= patience
+        if stop:
+            self.model.stop_training = True
+        if not self.ranks.main:  # the same state as rank 0's, kept in memory only
+            return
+        self._save(meta, best)
+        if stop:
+            print(f"early stopping: no validation gain for {patience} epochs", flush=True)
+        for follower in self.followers:
+            follower.on_run_epoch_end(row, meta)
+
+    def _save(self, meta: ModelMeta, best: bool) -> None:
+        """The epoch's model (if best), kept epoch, checkpoint, log.csv and curves."""
+        st, with_head = self.state, self.cfg.task != "identity"
+        if best:
+            modeldir.save_model(self.run_dir / "model", self.model.network, meta, with_head=with_head)
         if self.cfg.train.keep_epochs:  # e.g. to average the last epochs (tools/average_weights.py)
             modeldir.save_model(self.run_dir / "epochs" / f"{st['epoch']:02d}", self.model.network, meta,
                                 with_head=with_head)
         runlog.save_checkpoint(self.model, self.run_dir, st)
         runlog.write_log(st["rows"], self.run_dir / "log.csv")
         plots.training_curves(st["rows"], self.run_dir / "curves.png")  # kept current if interrupted
-        patience = self.cfg.train.patience
-        if self.has_val and patience > 0 and st["wait"] >= patience:
-            print(f"early stopping: no validation gain for {patience} epochs", flush=True)
-            self.model.stop_training = True
-        for follower in self.followers:
-            follower.on_run_epoch_end(row, meta)
 
 
 def _scalar(v) -> float | None:

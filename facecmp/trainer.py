@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import batches, datasets, distill, modeldir, onednn, plots, runlog
+from facecmp import batches, datasets, distill, distributed, modeldir, onednn, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
-from facecmp.cropcache import prepare_crops
+from facecmp.cropcache import cache_path, prepare_crops
 from facecmp.errors import FacecmpError
 from facecmp.losses import make_loss
 from facecmp.meta import ModelMeta
@@ -97,11 +97,12 @@ def _start_state(cfg: Config, out: Path, resume: bool) -> tuple[Config, dict, bo
     return cfg, {"epoch": 0, "rows": [], "best": -1.0, "wait": 0}, False
 
 
-def _report(out: Path, folder, problems: list[str], n_train: int, n_val: int) -> dict:
+def _report(out: Path, folder, problems: list[str], n_train: int, n_val: int, write: bool) -> dict:
     report = {**folder.summary(), "train_images": n_train, "val_images": n_val,
               "unreadable_or_no_face": len(problems), "problems": problems[:1000],
               "dropped_classes": folder.dropped_classes}
-    (out / "data_report.json").write_text(json.dumps(report, indent=1))
+    if write:
+        (out / "data_report.json").write_text(json.dumps(report, indent=1))
     return report
 
 
@@ -124,22 +125,27 @@ class _Data:
     report: dict
 
 
-def _prepare_data(cfg: Config, roots: list[Path], out: Path, exclude: set[str], verbose: int) -> _Data:
+def _prepare_data(cfg: Config, roots: list[Path], out: Path, exclude: set[str], verbose: int,
+                  ranks: distributed.Ranks = distributed.Ranks()) -> _Data:
     """Scan, split and crop the data; writes data_report.json and the held-out image lists."""
     folder, train_idx, val_idx = gather(cfg, roots, exclude)
-    crops, ok, problems = prepare_crops(folder.paths, ModelMeta.from_config(cfg), progress=verbose > 0)
+    meta = ModelMeta.from_config(cfg)
+    if ranks.local_rank > 0:  # the host's first process crops and caches; the others read its cache
+        distributed.wait_for(cache_path(folder.paths, meta))
+    crops, ok, problems = prepare_crops(folder.paths, meta, progress=verbose > 0 and ranks.local_rank == 0)
     train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
-    report = _report(out, folder, problems, len(train_idx), len(val_idx))
+    report = _report(out, folder, problems, len(train_idx), len(val_idx), ranks.main)
     if len(train_idx) == 0 or len(np.unique(folder.labels[train_idx])) < 2:
         raise FacecmpError(f"too little readable training data in {', '.join(map(str, roots))}")
-    if problems:
+    if problems and ranks.main:
         print(f"skipped {len(problems)} unreadable or faceless images (see {out / 'data_report.json'})")
-    if cfg.data.layout == "splits" and 0 < cfg.data.val_into_train < 1:
+    if cfg.data.layout == "splits" and 0 < cfg.data.val_into_train < 1 and ranks.main:
         # the validation images that did not train, for `facecmp evaluate --data`
         (out / "val_images.txt").write_text("".join(f"{folder.paths[i]}\n" for i in val_idx))
     if cfg.data.split == "identity":
         held = sorted({folder.classes[i] for i in folder.labels[val_idx]})
-        (out / "val_identities.txt").write_text("\n".join(held) + "\n")
+        if ranks.main:
+            (out / "val_identities.txt").write_text("\n".join(held) + "\n")
         val_idx = val_idx[:0]  # held-out identities are for pair evaluation, not the classifier
     return _Data(folder, crops, train_idx, val_idx, report)
 
@@ -213,9 +219,11 @@ def _build_model(cfg: Config, net, targets: list[np.ndarray], terms: list[tuple[
     return model
 
 
-def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray], epoch: int):
+def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray], epoch: int,
+             ranks: distributed.Ranks = distributed.Ranks()):
     """(training data, validation dataset or None); the augmentation seed and identity batches
-    follow the epoch so that a resumed run draws as a fresh one would."""
+    follow the epoch so that a resumed run draws as a fresh one would. A Dataset is sharded
+    across processes by Model.fit; identity batches are dealt out here."""
     labels = data.folder.labels
 
     def subset(idx):
@@ -224,12 +232,15 @@ def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray
     train_idx, val_idx = data.train_idx, data.val_idx
     train_ds = CropDataset(data.crops[train_idx], labels[train_idx], meta, cfg.data.augment,
                            cfg.train.seed + epoch, subset(train_idx))
+    train_ds = distributed.log_samples(train_ds, [data.folder.paths[i] for i in train_idx])
     val_ds = CropDataset(data.crops[val_idx], labels[val_idx], meta, targets=subset(val_idx)) \
         if len(val_idx) else None
     if not cfg.train.images_per_identity:
         return train_ds, val_ds
     sampler = batches.IdentityBatchSampler(labels[train_idx], cfg.train.batch_size,
                                            cfg.train.images_per_identity, cfg.train.seed, epoch)
+    if ranks.world > 1:
+        sampler = distributed.ShardedBatches(sampler, ranks.rank, ranks.world)
     return paddle.io.DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.train.num_workers), val_ds
 
 
@@ -257,22 +268,28 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False, exclu
     """Train per cfg on the class folders in roots; everything lands in out. Returns a summary.
 
     callbacks go to Model.fit after the run's own; those that are RunEpochCallbacks are also
-    told of each epoch once it is logged and saved.
+    told of each epoch once it is logged and saved (on rank 0 only, under Paddle's launcher).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    ranks = distributed.init()  # under Paddle's launcher: only rank 0 writes in out
     cfg, state, resuming = _start_state(cfg, out, resume)
-    save_config(cfg, out / "config.yaml")
+    # every rank has read the run's state before rank 0 rewrites config.yaml (a collective step)
+    if not distributed.same_on_all_ranks(state["epoch"]):
+        raise FacecmpError(f"the processes see different runs in {out}: it must be a folder all hosts share")
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     exclude, callbacks = exclude or set(), list(callbacks or [])
-    data = _prepare_data(cfg, roots, out, exclude, verbose)
+    data = _prepare_data(cfg, roots, out, exclude, verbose, ranks)
     targets, terms, provenance = _teacher_targets(cfg, data.folder.paths)
     meta = _model_meta(cfg, roots, data, exclude, provenance)
     model = _build_model(cfg, _network(cfg, meta, start_from_init=not resuming), targets, terms)
     if resuming:
         model.load(runlog.checkpoint_path(out, state))
-    train_data, val_ds = _loaders(cfg, data, meta, targets, state["epoch"])
+    train_data, val_ds = _loaders(cfg, data, meta, targets, state["epoch"], ranks)
     run = RunCallback(cfg, out, state, meta, val_ds is not None,
                       [c for c in callbacks if isinstance(c, RunEpochCallback)])
     _fit(cfg, model, state, train_data, val_ds, len(data.train_idx), verbose, [run, *callbacks])
-    plots.training_curves(state["rows"], out / "curves.png")
+    if ranks.main:
+        plots.training_curves(state["rows"], out / "curves.png")
     return {"epochs": state["epoch"], "best_epoch": state.get("best_epoch"), "best": state.get("best"),
             "model": str(out / "model"), "log": str(out / "log.csv")}
