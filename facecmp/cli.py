@@ -293,6 +293,7 @@ _classifier_command("expression", "The facial expression of each image: label an
 
 from facecmp import cli_gallery  # noqa: E402,F401  (registers enroll, identify and gallery)
 from facecmp import cli_serve  # noqa: E402,F401  (registers serve)
+from facecmp import cli_export  # noqa: E402,F401  (registers export)
 
 if __name__ == "__main__":
     # run as `python -m facecmp.cli`: the group of the imported facecmp.cli, on which the
