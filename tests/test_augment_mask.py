@@ -111,3 +111,22 @@ def test_crop_dataset_masks_the_training_crops():
     assert np.array_equal(plain, CropDataset(crops, labels, meta)[1][0])  # mask 0: the crop itself
     assert not np.array_equal(plain, masked)
     assert np.array_equal(plain[:, : int(EYE_ROW) + 2], masked[:, : int(EYE_ROW) + 2])
+
+
+def test_gray_turns_colour_crops_gray_and_draws_nothing_when_off():
+    colour = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    out = augment(colour, AugmentConfig(hflip=False, gray=1.0), np.random.default_rng(0))
+    assert out.shape == colour.shape and (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    assert not (colour[..., 0] == colour[..., 1]).all()
+    rng = np.random.default_rng(0)
+    assert (augment(colour, AugmentConfig(hflip=False, gray=0.0), rng) == colour).all()
+    assert rng.integers(2**62) == np.random.default_rng(0).integers(2**62)  # no draw at gray 0
+    gray = colour[..., :1]  # a one-channel crop is left as it is
+    assert (augment(gray, AugmentConfig(hflip=False, gray=1.0), np.random.default_rng(0)) == gray).all()
+
+
+def test_gray_must_be_a_probability(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  augment: {gray: 1.5}\n")
+    with pytest.raises(FacecmpError, match="data.augment.gray must be a probability"):
+        load_config("mask", bad)

@@ -72,3 +72,18 @@ def test_compare_pairs_writes_which_model_measured_each_pair(photos):
 def test_a_masked_model_that_is_not_there_is_a_model_error(tmp_path):
     with pytest.raises(ModelError, match="not a model directory"):
         masked_model_dir(tmp_path, "../nowhere")
+
+
+def test_a_gallery_searches_a_masked_face_with_the_masked_model(photos):
+    g = facecmp.Gallery(photos["tmp"] / "g.db", create=True)
+    assert [o.status for o in facecmp.enroll(g, "Aaron_Peirsol", [photos["b"]])] == ["added"]
+    assert [o.status for o in facecmp.enroll(g, "Abel_Pacheco", [photos["other"]])] == ["added"]
+    fm = facecmp.load_model()
+    stats = g.stats()
+    assert stats["masked_model"] and stats["images_without_masked_vector"] == 0
+    bare, = facecmp.identify(g, photos["a"])
+    masked, = facecmp.identify(g, photos["masked"])
+    assert (bare.model, bare.name, bare.threshold) == ("identity", "Aaron_Peirsol", fm.meta.thresholds["cosine"])
+    assert (masked.model, masked.name) == ("masked", "Aaron_Peirsol")
+    assert masked.threshold == fm.masked.meta.thresholds["cosine"] and masked.face.p_masked >= MASKED_AT
+    assert masked.to_json()["model"] == "masked"
