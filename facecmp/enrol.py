@@ -30,7 +30,7 @@ class Outcome:
 def _faces(path: str, fm: FaceModel, detector: str | None) -> list[AnalyzedFace] | str:
     """The faces of a photo file, most confident first, or why there are none."""
     try:
-        faces = analyze(path, fm, detector, attributes=False)
+        faces = analyze(path, fm, detector, attributes=False, masked_embeddings=True)
     except FacecmpError as exc:
         return str(exc)
     return faces or f"no face found in {path}"
@@ -129,15 +129,12 @@ def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
     Gallery.stats). The switch, which drops the old model's vectors, is one write at the end.
     """
     from facecmp.api import load_model
-    from facecmp.gallery import model_key
+    from facecmp.gallery import model_keys
 
     fm = load_model(model, "identity")
-    key = model_key(fm)
-    masked = model_key(fm.masked) if fm.masked is not None else None
+    key, masked = model_keys(fm)
     with gallery.write():
-        gallery.add_model(key, fm.meta.embedding_size)
-        if masked is not None:
-            gallery.add_model(masked, fm.masked.meta.embedding_size)
+        gallery.add_models(fm)
     todo = {row[0]: row for row in gallery.images_without(key)}
     if masked is not None:
         todo.update((row[0], row) for row in gallery.images_without(masked))

@@ -80,12 +80,13 @@ def _labels(model: FaceModel, crops: list[np.ndarray]) -> list[Label]:
 def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
             detector: str | None = None, *, mask_model: FaceModel | str | Path | None = None,
             expression_model: FaceModel | str | Path | None = None,
-            attributes: bool = True) -> list[AnalyzedFace]:
+            attributes: bool = True, masked_embeddings: bool = False) -> list[AnalyzedFace]:
     """Every face in an image, most confident first (an empty list when there is none).
 
     model is the identity model (default: the bundled one); mask and expression come from
-    the bundled heads unless given, and are left out (None) with attributes=False; where the
-    identity model names a masked model, each face has that model's embedding too. detector:
+    the bundled heads unless given, and are left out (None) with attributes=False. With
+    masked_embeddings, where the identity model names a masked model, each face has that
+    model's embedding too (the gallery stores and searches it). detector:
     "mtcnn" (default: the identity model's), "mtcnn-masked", "haar", or "none" (the image is
     one face crop). Raises ImageError for an image that cannot be read.
     """
@@ -112,7 +113,9 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
     if not found:
         return []
     vectors = identity.embedder.embed_crops(np.stack(crops[0]))
-    masked = identity.masked.embedder.embed_crops(np.stack(crops[0])) if identity.masked else [None] * len(found)
+    masked = [None] * len(found)
+    if masked_embeddings and identity.masked is not None:
+        masked = identity.masked.embedder.embed_crops(np.stack(crops[0]))
     labels = [_labels(h, c) for h, c in zip(heads, crops[1:])] or [[None] * len(found)] * 2
     out = []
     for i, face in enumerate(found):

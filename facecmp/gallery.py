@@ -66,6 +66,11 @@ def model_key(model: FaceModel) -> str:
     return _KEYS[seen]
 
 
+def model_keys(model: FaceModel) -> tuple[str, str | None]:
+    """The keys of an identity model and of its masked model (None where it names none)."""
+    return model_key(model), (model_key(model.masked) if model.masked is not None else None)
+
+
 def file_sha256(path: str | Path) -> str | None:
     """The SHA-256 of a file's bytes; None when it cannot be read (reading it says why)."""
     try:
@@ -175,17 +180,14 @@ class Gallery:
         from facecmp.api import load_model
 
         fm = load_model(model, "identity")
-        key = model_key(fm)
-        masked = model_key(fm.masked) if fm.masked is not None else None
+        key, masked = model_keys(fm)
         if self.model == key and self.masked_model == masked:
             return fm, key
         with self.write():
             for current, wanted in ((self.model, key), (self.masked_model, masked)):
                 if current is not None and current != wanted and self.count_vectors(current):
                     raise ModelError(self.mismatch(current, wanted or "none", fm))
-            self.add_model(key, fm.meta.embedding_size)
-            if masked is not None:
-                self.add_model(masked, fm.masked.meta.embedding_size)
+            self.add_models(fm)
             self._set_models(key, masked)
         return fm, key
 
@@ -207,9 +209,12 @@ class Gallery:
         return (f"{self.path} holds embeddings of identity model {current}, not of {key}; run "
                 f"`facecmp gallery reembed --gallery {self.path}{given}` to re-embed it with this model")
 
-    def add_model(self, key: str, dimension: int) -> None:
-        """Record an identity model (inside a write)."""
-        self.db.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?)", (key, dimension, _now()))
+    def add_models(self, fm: FaceModel) -> None:
+        """Record an identity model and its masked model, if any (inside a write)."""
+        for model, key in zip((fm, fm.masked), model_keys(fm)):
+            if key is not None:
+                self.db.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?)",
+                                (key, model.meta.embedding_size, _now()))
 
     def count_vectors(self, key: str) -> int:
         """How many photos have a vector of this model."""

@@ -53,31 +53,40 @@ def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path 
     if top_k < 1:
         raise FacecmpError(f"top-k must be at least 1, got {top_k}")
     fm, _ = gallery.use_model(model)
-    faces = analyze(image, fm, detector)
+    faces = analyze(image, fm, detector, masked_embeddings=True)
     return search_faces(gallery, fm, faces, top_k, threshold, search)
 
 
 def search_faces(gallery: Gallery, fm: FaceModel, faces: list[AnalyzedFace], top_k: int = 5,
                  threshold: float | None = None, search: str = "auto") -> list[Identification]:
-    """Name faces already analysed by fm (see identify), each by the model its mask state picks."""
+    """Name faces already analysed by fm (see identify), each by the model its mask state picks
+    (the masked model only for faces analysed with masked_embeddings)."""
     from facecmp.masked import MASKED_AT
 
     masked_ok = fm.masked is not None and gallery.masked_model is not None
     out: list[Identification | None] = [None] * len(faces)
     for masked in (False, True):
-        mine = [i for i, f in enumerate(faces)
-                if masked == (masked_ok and f.p_masked is not None and f.p_masked >= MASKED_AT)]
+        mine = [i for i, f in enumerate(faces) if masked == (masked_ok and f.masked_embedding is not None
+                                                             and f.p_masked is not None and f.p_masked >= MASKED_AT)]
         if not mine:
             continue
         model = fm.masked if masked else fm
         _, limit = model.meta.threshold_for("cosine", threshold)
-        index = gallery.searcher(search, masked)
-        people, sims = index.search(np.stack([faces[i].masked_embedding if masked else faces[i].embedding
-                                              for i in mine]), top_k)
-        for i, row_people, row_sims in zip(mine, people, sims):
-            cands = [(index.snap.names[p], float(1.0 - s)) for p, s in zip(row_people, row_sims) if p >= 0]
-            nearest = cands[0][1] if cands else None
-            named = nearest is not None and nearest <= limit
-            out[i] = Identification(faces[i], cands[0][0] if named else UNKNOWN, nearest, limit, cands,
-                                    "masked" if masked else "identity")
+        vectors = np.stack([faces[i].masked_embedding if masked else faces[i].embedding for i in mine])
+        for i, (name, nearest, cands) in zip(mine, name_vectors(gallery.searcher(search, masked), vectors,
+                                                                top_k, limit)):
+            out[i] = Identification(faces[i], name, nearest, limit, cands, "masked" if masked else "identity")
+    return out
+
+
+def name_vectors(index, vectors: np.ndarray, top_k: int, threshold: float) -> list[tuple]:
+    """(name or UNKNOWN, distance to the nearest person, top-k (name, distance)) of each vector,
+    searched in a gallery searcher (gallery_index)."""
+    people, sims = index.search(vectors, top_k)
+    out = []
+    for row_people, row_sims in zip(people, sims):
+        cands = [(index.snap.names[p], float(1.0 - s)) for p, s in zip(row_people, row_sims) if p >= 0]
+        nearest = cands[0][1] if cands else None
+        named = nearest is not None and nearest <= threshold
+        out.append((cands[0][0] if named else UNKNOWN, nearest, cands))
     return out

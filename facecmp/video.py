@@ -26,7 +26,7 @@ import numpy as np
 from facecmp.errors import FacecmpError, ImageError
 from facecmp.faces import Label, analyze
 from facecmp.gallery import Gallery
-from facecmp.identification import UNKNOWN
+from facecmp.identification import UNKNOWN, name_vectors
 from facecmp.tracking import Track, Tracker
 
 if TYPE_CHECKING:
@@ -218,15 +218,7 @@ def _name_tracks(gallery: Gallery, tracks: list[Track], top_k: int, threshold: f
     """(name, distance, candidates) of each track, from the mean of its embeddings."""
     if not tracks:
         return []
-    index = gallery.searcher()
-    people, sims = index.search(np.stack([t.mean for t in tracks]), top_k)
-    out = []
-    for row_people, row_sims in zip(people, sims):
-        cands = [(index.snap.names[p], float(1.0 - s)) for p, s in zip(row_people, row_sims) if p >= 0]
-        nearest = cands[0][1] if cands else None
-        named = nearest is not None and nearest <= threshold
-        out.append((cands[0][0] if named else UNKNOWN, nearest, cands))
-    return out
+    return name_vectors(gallery.searcher(), np.stack([t.mean for t in tracks]), top_k, threshold)
 
 
 def _progress(result: VideoResult, total: int, started: float, last: float) -> float:
