@@ -3,7 +3,7 @@
 Usage:
     python tools/mask_routing.py --model facecmp/zoo/identity \
         --pairs outputs/calib3/pairs.csv outputs/masked_calib/one_side.csv \
-        [--at 0.5 0.7 0.9 0.95 0.98 0.99 0.995 0.999] [--mask-model DIR] --out outputs/mask_routing
+        [--at 0.5 0.7 0.9 0.95 0.98 0.99 0.995 0.999] --out outputs/mask_routing
 
 For every pairs file, each image is embedded once by the identity model and once by its
 masked model (meta `masked_model`), and the mask head gives each face P(masked). Then, for
@@ -42,7 +42,7 @@ def accuracy_at(issame: np.ndarray, plain: np.ndarray, masked: np.ndarray, route
     return right / (len(issame) + n_failed)
 
 
-def score_file(path: Path, fm, mask_model: Path | None) -> dict:
+def score_file(path: Path, fm) -> dict:
     """Both models' distances, the pairs' largest P(masked), and the failures of one pairs file."""
     from facecmp.pairs import read_pairs
     from facecmp.scoring import _mask_probabilities, pair_distances
@@ -50,11 +50,6 @@ def score_file(path: Path, fm, mask_model: Path | None) -> dict:
     pairs = read_pairs(path)
     plain = pair_distances(pairs, fm.embedder, ["cosine"])
     masked = pair_distances(pairs, fm.masked.embedder, ["cosine"])
-    if mask_model is not None:
-        from facecmp import masked as masked_mod
-        from facecmp.api import load_model
-
-        masked_mod.mask_head = lambda: load_model(mask_model, "mask").classifier
     unique = sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
     probs = dict(zip(map(str, unique), _mask_probabilities(unique, fm.meta, True)))
     keep = plain.pairs
@@ -72,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="facecmp/zoo/identity")
     ap.add_argument("--pairs", nargs="+", type=Path, required=True)
     ap.add_argument("--at", nargs="+", type=float, default=AT)
-    ap.add_argument("--mask-model", type=Path, help="a mask head other than the bundled one")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     from facecmp.api import load_model
@@ -83,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = (fm.meta.threshold_for("cosine")[1], fm.masked.meta.threshold_for("cosine")[1])
     args.out.mkdir(parents=True, exist_ok=True)
     rows, summary = [], {"model": str(args.model), "thresholds": thresholds,
-                         "mask_model": str(args.mask_model or "bundled"), "files": {}}
+                         "files": {}}
     for path in args.pairs:
-        s = score_file(path, fm, args.mask_model)
+        s = score_file(path, fm)
         n = len(s["issame"]) + s["n_failed"]
         summary["files"][str(path)] = {
             "pairs": n, "without_face": s["n_failed"],

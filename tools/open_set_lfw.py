@@ -30,7 +30,7 @@ import csv
 import json
 import sys
 import time
-from collections import defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,8 +113,7 @@ def figures(rows: list[dict]) -> dict:
     out["named_right_at_calibrated"] = float((right & (d_known <= limit_k)).mean())
     out["strangers_named_at_calibrated"] = int((d_s <= limit_s).sum())
     out["strangers_named_share_at_calibrated"] = float((d_s <= limit_s).mean())
-    out["probes_by_model"] = dict(sorted(defaultdict(int, {m: sum(r["model"] == m for r in rows)
-                                                           for m in {r["model"] for r in rows}}).items()))
+    out["probes_by_model"] = dict(sorted(Counter(r["model"] for r in rows).items()))
     return out
 
 
