@@ -14,6 +14,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -160,16 +161,26 @@ class Predictor:
         cfg.enable_mkldnn()
         cfg.set_cpu_math_library_num_threads(threads or cpu_count())
         cfg.disable_glog_info()
-        self.predictor = inference.create_predictor(cfg)
-        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.main = inference.create_predictor(cfg)
+        self.clone_lock = threading.Lock()
+        self.local = threading.local()
+
+    def _own(self) -> Any:
+        """This thread's predictor: a clone sharing the weights (Paddle's rule for threads)."""
+        own = getattr(self.local, "predictor", None)
+        if own is None:
+            with self.clone_lock:
+                own = self.local.predictor = self.main.clone()
+        return own
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """N x 3 x S x S float32 -> N x 512 embeddings (N x classes logits for a classifier)."""
-        self.input.reshape(list(x.shape))
-        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-        self.predictor.run()
-        return self.output.copy_to_cpu()
+        predictor = self._own()
+        handle = predictor.get_input_handle(predictor.get_input_names()[0])
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        predictor.run()
+        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 
 def fast_predictor(model_dir: Path, with_head: bool = False) -> Predictor | None:
@@ -190,8 +201,8 @@ class ModelRunner:
 
     def __init__(self, model_dir: Path, with_head: bool = False, fast: bool = True) -> None:
         self.with_head = with_head
-        # one forward pass at a time: a predictor is not re-entrant, and one pass already uses
-        # every core; detection and alignment, outside it, overlap across threads
+        # one forward pass at a time: one pass already uses every core (each thread has its
+        # own predictor); detection and alignment, outside the lock, overlap across threads
         self.lock = threading.Lock()
         self.predictor = fast_predictor(model_dir, with_head) if fast else None
         self.net = None

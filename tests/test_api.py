@@ -125,6 +125,23 @@ def test_a_model_is_loaded_once_and_shared_by_threads():
     assert together == pytest.approx(alone, abs=1e-5)
 
 
+
+@pytest.mark.slow
+def test_threads_that_come_and_go_can_each_use_the_models():
+    # a thread per call, each ended before the next: Paddle's predictors must not be shared
+    # across threads (a second thread's run failed with "std::exception" when they were)
+    import threading
+
+    a, b = _lfw("Abel_Pacheco", 1), _lfw("Aaron_Peirsol", 1)
+    model = facecmp.load_model()
+    want = facecmp.compare(a, b, model).distance
+    got: list = []
+    for _ in range(4):
+        t = threading.Thread(target=lambda: got.append(facecmp.compare(a, b, model).distance))
+        t.start()
+        t.join()
+    assert got == pytest.approx([want] * 4, abs=1e-5)
+
 def test_wrong_arguments_are_facecmp_errors_too():
     with pytest.raises(facecmp.ModelError, match="not int"):
         facecmp.load_model(7)
