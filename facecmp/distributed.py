@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -32,11 +31,20 @@ class Ranks:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int | None = None  # processes on this host (PADDLE_LOCAL_SIZE), when the launcher says
 
     @property
     def main(self) -> bool:
         """Whether this process writes the run directory (global rank 0)."""
         return self.rank == 0
+
+    def crop_share(self) -> tuple[int, int] | None:
+        """This process's share of the crop store's shards on its host, for
+        cropstore.prepare_store: every nth shard from the kth, or None (the host's first
+        process prepares them all) when the number of processes on the host is unknown."""
+        if self.local_world:
+            return self.local_rank, self.local_world
+        return (0, 1) if self.local_rank == 0 else None
 
 
 def ranks(environ: Mapping[str, str] | None = None) -> Ranks:
@@ -53,14 +61,16 @@ def ranks(environ: Mapping[str, str] | None = None) -> Ranks:
     try:
         world, rank = int(env["PADDLE_TRAINERS_NUM"]), int(env["PADDLE_TRAINER_ID"])
         local = int(env.get("PADDLE_RANK_IN_NODE") or env.get("PADDLE_LOCAL_RANK") or rank)
+        local_world = int(env["PADDLE_LOCAL_SIZE"]) if env.get("PADDLE_LOCAL_SIZE") else None
     except ValueError:
-        raise FacecmpError(f"PADDLE_TRAINERS_NUM, PADDLE_TRAINER_ID and PADDLE_RANK_IN_NODE must be "
-                           f"integers; {HOW}") from None
+        raise FacecmpError(f"PADDLE_TRAINERS_NUM, PADDLE_TRAINER_ID, PADDLE_RANK_IN_NODE and "
+                           f"PADDLE_LOCAL_SIZE must be integers; {HOW}") from None
     endpoints = env["PADDLE_TRAINER_ENDPOINTS"].split(",")
-    if not 0 <= local <= rank < world or len(endpoints) != world or env["PADDLE_CURRENT_ENDPOINT"] not in endpoints:
+    if (not 0 <= local <= rank < world or len(endpoints) != world or env["PADDLE_CURRENT_ENDPOINT"] not in endpoints
+            or (local_world is not None and not local < local_world <= world)):
         raise FacecmpError(f"Paddle's launch environment does not add up (rank {rank} of {world}, "
-                           f"{len(endpoints)} trainer endpoints): {HOW}")
-    return Ranks(rank, world, local)
+                           f"{len(endpoints)} trainer endpoints, {local_world or '?'} on this host): {HOW}")
+    return Ranks(rank, world, local, local_world)
 
 
 def init() -> Ranks:
@@ -101,13 +111,6 @@ def same_on_all_ranks(value: int) -> bool:
     paddle.distributed.all_reduce(t, op=paddle.distributed.ReduceOp.MAX)
     high, neg_low = t.numpy().tolist()
     return high == value == -neg_low
-
-
-def wait_for(path: Path, poll: float = 1.0) -> None:
-    """Sleep until path exists: another process of this host is writing it (no collective, so no
-    timeout however long that takes; the launcher ends this process if the writer fails)."""
-    while not path.exists():
-        time.sleep(poll)
 
 
 class ShardedBatches(paddle.io.BatchSampler):

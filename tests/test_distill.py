@@ -165,7 +165,7 @@ def test_flip_teacher_tool_and_training_with_both_teachers(tmp_path, monkeypatch
     assert sorted(saved) == sorted(os.path.realpath(p) for p in paths)
     from pathlib import Path
 
-    from facecmp.cropcache import prepare_crops
+    from facecmp.cropstore import prepare_crops
     from facecmp.embedder import Embedder
 
     emb_model = Embedder(tmp_path / "first" / "model", flip=False)

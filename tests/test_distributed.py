@@ -34,6 +34,17 @@ def test_ranks_come_from_the_launchers_environment():
             ranks(broken)
 
 
+def test_the_processes_of_a_host_share_out_the_crop_shards():
+    from facecmp.distributed import Ranks, ranks
+
+    assert ranks({}).crop_share() == (0, 1)
+    assert ranks({**LAUNCH, "PADDLE_LOCAL_SIZE": "2"}) == Ranks(1, 2, 1, 2)
+    assert ranks({**LAUNCH, "PADDLE_LOCAL_SIZE": "2"}).crop_share() == (1, 2)
+    assert ranks(LAUNCH).crop_share() is None  # how many share the host is unknown: rank 0 prepares
+    with pytest.raises(FacecmpError, match="does not add up"):
+        ranks({**LAUNCH, "PADDLE_LOCAL_SIZE": "1"})
+
+
 def test_identity_batches_are_dealt_out_whole_and_evenly():
     from facecmp.distributed import ShardedBatches
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from facecmp import datasets, trainer  # noqa: E402
 from facecmp.config import load_config  # noqa: E402
-from facecmp.cropcache import prepare_crops  # noqa: E402
+from facecmp.cropstore import prepare_crops  # noqa: E402
 from facecmp.evaluate import scan_labelled  # noqa: E402
 from facecmp.meta import ModelMeta  # noqa: E402
 from facecmp.errors import one_line_errors  # noqa: E402

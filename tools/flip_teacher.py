@@ -34,16 +34,16 @@ from facecmp.errors import one_line_errors  # noqa: E402
 def flip_averaged(model: Path, paths: list[Path], progress: bool = True) -> tuple[np.ndarray, dict]:
     """N x 512 flip-averaged embeddings of paths' aligned crops (NaN rows where no face was
     found), and the model's image convention."""
-    from facecmp.cropcache import prepare_crops
+    from facecmp.cropstore import prepare_store
     from facecmp.embedder import Embedder
 
     emb = Embedder(model, flip=True)
-    crops, ok, _ = prepare_crops(paths, emb.meta, progress=progress)
+    store = prepare_store(paths, emb.meta, progress=progress)  # read a batch at a time
     out = np.full((len(paths), emb.meta.embedding_size), np.nan, dtype=np.float32)
     step = 1024
-    rows = np.flatnonzero(ok)
+    rows = np.flatnonzero(store.ok)
     for i in range(0, len(rows), step):
-        out[rows[i : i + step]] = emb.embed_crops(crops[rows[i : i + step]])
+        out[rows[i : i + step]] = emb.embed_crops(store.take(rows[i : i + step]))
         if progress:
             print(f"\rembedded {min(i + step, len(rows))}/{len(rows)} crops", end="", file=sys.stderr, flush=True)
     if progress and len(rows):
