@@ -8,13 +8,14 @@ read-only, as for the bundled model in site-packages) and rebuilt when the weigh
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import os
 import shutil
 import sys
 import tempfile
 import threading
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -161,26 +162,28 @@ class Predictor:
         cfg.enable_mkldnn()
         cfg.set_cpu_math_library_num_threads(threads or cpu_count())
         cfg.disable_glog_info()
-        self.main = inference.create_predictor(cfg)
-        self.clone_lock = threading.Lock()
-        self.local = threading.local()
-
-    def _own(self) -> Any:
-        """This thread's predictor: a clone sharing the weights (Paddle's rule for threads)."""
-        own = getattr(self.local, "predictor", None)
-        if own is None:
-            with self.clone_lock:
-                own = self.local.predictor = self.main.clone()
-        return own
+        self.predictor = inference.create_predictor(cfg)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """N x 3 x S x S float32 -> N x 512 embeddings (N x classes logits for a classifier)."""
-        predictor = self._own()
-        handle = predictor.get_input_handle(predictor.get_input_names()[0])
-        handle.reshape(list(x.shape))
-        handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
-        predictor.run()
-        return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+        return network_thread().submit(self._run, x).result()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+@functools.lru_cache(maxsize=1)
+def network_thread() -> ThreadPoolExecutor:
+    """The one thread every predictor runs on. A predictor run from a thread other than the
+    last one's failed ("std::exception") once that thread had ended, and each thread that runs
+    the networks keeps its own oneDNN state (about 170 MB for the bundled models): one thread
+    keeps that state once, whatever threads call. One pass at a time already uses every core."""
+    return ThreadPoolExecutor(1, thread_name_prefix="facecmp-net")
 
 
 def fast_predictor(model_dir: Path, with_head: bool = False) -> Predictor | None:
@@ -201,8 +204,8 @@ class ModelRunner:
 
     def __init__(self, model_dir: Path, with_head: bool = False, fast: bool = True) -> None:
         self.with_head = with_head
-        # one forward pass at a time: one pass already uses every core (each thread has its
-        # own predictor); detection and alignment, outside the lock, overlap across threads
+        # one forward pass at a time (the plain forward; predictors run on network_thread()):
+        # one pass already uses every core; detection and alignment overlap across threads
         self.lock = threading.Lock()
         self.predictor = fast_predictor(model_dir, with_head) if fast else None
         self.net = None
