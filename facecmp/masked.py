@@ -30,16 +30,17 @@ def masked_model_dir(model_dir: Path, name: str | None) -> Path | None:
     return path
 
 
-def mask_head():
-    """The bundled mask head's classifier (loaded once per process)."""
+def mask_head(model_dir: str | Path | None = None):
+    """A mask model's classifier: the bundled one unless model_dir (loaded once per process)."""
     from facecmp.api import load_model
 
-    return load_model(None, "mask").classifier
+    return load_model(model_dir, "mask").classifier
 
 
-def mask_probabilities(crops: np.ndarray) -> np.ndarray:
-    """P(masked) of each face crop cut in the mask head's own convention (uint8 N x S x S x C)."""
-    head = mask_head()
+def mask_probabilities(crops: np.ndarray, head=None) -> np.ndarray:
+    """P(masked) of each face crop cut in the mask head's own convention (uint8 N x S x S x C);
+    head: a mask_head() other than the bundled one."""
+    head = head if head is not None else mask_head()
     if MASK_CLASS not in head.classes:
         raise ModelError(f"the mask head's classes {head.classes} have no {MASK_CLASS!r}")
     if not len(crops):

@@ -31,15 +31,16 @@ class PairDistances:
     mask_prob: dict[str, float] = field(default_factory=dict)  # image -> the mask head's P(masked)
 
 
-def _mask_probabilities(unique: list[Path], meta, progress: bool) -> np.ndarray:
+def _mask_probabilities(unique: list[Path], meta, progress: bool, head=None) -> np.ndarray:
     """The mask head's P(masked) of each image's face, found by the identity model's detector
-    (0 where the head could not cut it)."""
+    (0 where the head could not cut it); head: a mask_head() other than the bundled one."""
     from facecmp.masked import mask_head, mask_probabilities
 
-    head_meta = with_detector(mask_head().meta, meta.crop.detector)
+    head = head if head is not None else mask_head()
+    head_meta = with_detector(head.meta, meta.crop.detector)
     crops, ok, _ = prepare_crops(unique, head_meta, progress)
     probs = np.zeros(len(unique))
-    probs[ok] = mask_probabilities(crops[ok])
+    probs[ok] = mask_probabilities(crops[ok], head)
     return probs
 
 

@@ -3,10 +3,10 @@
 Usage:
     python tools/mask_routing.py --model facecmp/zoo/identity \
         --pairs outputs/calib3/pairs.csv outputs/masked_calib/one_side.csv \
-        [--at 0.5 0.7 0.9 0.95 0.98 0.99 0.995 0.999] --out outputs/mask_routing
+        [--at 0.5 0.7 0.9 0.95 0.98 0.99 0.995 0.999] [--mask-model DIR] --out outputs/mask_routing
 
 For every pairs file, each image is embedded once by the identity model and once by its
-masked model (meta `masked_model`), and the mask head gives each face P(masked). Then, for
+masked model (meta `masked_model`), and the mask head (the bundled one, or --mask-model) gives each face P(masked). Then, for
 each routing point t, a pair goes to the masked model when either face has P(masked) >= t,
 and its verdict is taken at that model's calibrated threshold (facecmp compare's rule).
 Accuracy counts pairs without a face as wrong.
@@ -42,7 +42,7 @@ def accuracy_at(issame: np.ndarray, plain: np.ndarray, masked: np.ndarray, route
     return right / (len(issame) + n_failed)
 
 
-def score_file(path: Path, fm) -> dict:
+def score_file(path: Path, fm, head=None) -> dict:
     """Both models' distances, the pairs' largest P(masked), and the failures of one pairs file."""
     from facecmp.pairs import read_pairs
     from facecmp.scoring import _mask_probabilities, pair_distances
@@ -51,7 +51,7 @@ def score_file(path: Path, fm) -> dict:
     plain = pair_distances(pairs, fm.embedder, ["cosine"])
     masked = pair_distances(pairs, fm.masked.embedder, ["cosine"])
     unique = sorted({p.path_a for p in pairs} | {p.path_b for p in pairs})
-    probs = dict(zip(map(str, unique), _mask_probabilities(unique, fm.meta, True)))
+    probs = dict(zip(map(str, unique), _mask_probabilities(unique, fm.meta, True, head)))
     keep = plain.pairs
     pa = np.asarray([probs[str(p.path_a)] for p in keep])
     pb = np.asarray([probs[str(p.path_b)] for p in keep])
@@ -67,19 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="facecmp/zoo/identity")
     ap.add_argument("--pairs", nargs="+", type=Path, required=True)
     ap.add_argument("--at", nargs="+", type=float, default=AT)
+    ap.add_argument("--mask-model", type=Path, help="a mask model directory other than the bundled one")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     from facecmp.api import load_model
+    from facecmp.masked import mask_head
+
+    head = mask_head(args.mask_model) if args.mask_model else None
 
     fm = load_model(args.model)
     if fm.masked is None:
         raise ModelError(f"{args.model} names no masked_model")
     thresholds = (fm.meta.threshold_for("cosine")[1], fm.masked.meta.threshold_for("cosine")[1])
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, summary = [], {"model": str(args.model), "thresholds": thresholds,
+    rows, summary = [], {"model": str(args.model), "mask_model": str(args.mask_model or "bundled"),
+                         "thresholds": thresholds,
                          "files": {}}
     for path in args.pairs:
-        s = score_file(path, fm)
+        s = score_file(path, fm, head)
         n = len(s["issame"]) + s["n_failed"]
         summary["files"][str(path)] = {
             "pairs": n, "without_face": s["n_failed"],
