@@ -12,6 +12,7 @@ import click
 
 from facecmp.cli import DETECTOR_OPT, MODEL_OPT, _image_files, friendly, main
 from facecmp.errors import FacecmpError, ImageError, NoFaceError
+from facecmp.openset import DEFAULT_FAR
 
 GALLERY_OPT = click.option("--gallery", "db", required=True, type=click.Path(path_type=Path),
                            help="The gallery database file (SQLite).")
@@ -87,7 +88,9 @@ def _face_line(r) -> str:
 @GALLERY_OPT
 @click.argument("images", nargs=-1)
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True, help="Candidates per face.")
-@click.option("--threshold", type=float, help="Cosine distance to name a face (default: the model's calibrated one).")
+@click.option("--threshold", type=float, help="Cosine distance to name a face (default: set by --far and the gallery's size).")
+@click.option("--far", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=DEFAULT_FAR,
+              show_default=True, help="Share of strangers the gallery may name; sets the threshold by its size.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON list, an object per face (--video: one object).")
 @click.option("--video", metavar="FILE_OR_CAMERA", help="A video file, or a camera index (0, 1, ...), instead of photos.")
 @click.option("--out", type=click.Path(path_type=Path), help="--video: write the annotated video (.mp4 or .avi).")
@@ -98,7 +101,7 @@ def _face_line(r) -> str:
 @MODEL_OPT
 @DETECTOR_OPT
 @friendly
-def identify(db, images, top_k, threshold, as_json, video, out, csv_path, every, max_frames, model,
+def identify(db, images, top_k, threshold, far, as_json, video, out, csv_path, every, max_frames, model,
              detector) -> None:
     """Name every face of each photo (or of a --video) as an enrolled person, or unknown; with mask
     and expression."""
@@ -108,7 +111,8 @@ def identify(db, images, top_k, threshold, as_json, video, out, csv_path, every,
     if video is not None:
         if images:
             raise FacecmpError("give photos or --video, not both")
-        _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, as_json, model, detector)
+        _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, far, as_json, model,
+                        detector)
         return
     if out or csv_path or every != 1 or max_frames:
         raise FacecmpError("--out, --csv, --every and --max-frames go with --video")
@@ -120,7 +124,7 @@ def identify(db, images, top_k, threshold, as_json, video, out, csv_path, every,
         fm = load_model(model)  # once, not per photo
         for path in files:
             try:
-                found = identify_faces(gallery, path, fm, top_k, detector, threshold)
+                found = identify_faces(gallery, path, fm, top_k, detector, threshold, far=far)
             except ImageError as exc:  # this photo only; a bad model or option stops the command
                 click.echo(f"error: {exc}", err=True)
                 problems.append(exc)
@@ -152,14 +156,14 @@ def _track_line(t, threshold: float) -> str:
             + (f"; candidates: {cands}" if cands else ""))
 
 
-def _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, as_json, model,
+def _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshold, far, as_json, model,
                     detector) -> None:
     """identify --video: the library loop, then the tracks, the speed and the exit code."""
     from facecmp.video import identify_video
 
     with _open(db) as g:
         r = identify_video(g, video, model, out=out, csv_path=csv_path, every=every, max_frames=max_frames,
-                           top_k=top_k, detector=detector, threshold=threshold, progress=True)
+                           top_k=top_k, detector=detector, threshold=threshold, far=far, progress=True)
     if as_json:
         click.echo(json.dumps(r.to_json()))
     else:

@@ -12,6 +12,7 @@ from facecmp.errors import FacecmpError
 from facecmp.faces import AnalyzedFace, analyze
 from facecmp.gallery import Gallery
 from facecmp.images import ImageInput
+from facecmp.openset import DEFAULT_FAR, gallery_threshold
 
 if TYPE_CHECKING:
     from facecmp.api import FaceModel
@@ -41,9 +42,11 @@ class Identification:
 
 def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path | None = None,
              top_k: int = 5, detector: str | None = None, threshold: float | None = None,
-             search: str = "auto") -> list[Identification]:
+             search: str = "auto", far: float = DEFAULT_FAR) -> list[Identification]:
     """Every face of a photo, most confident first, named as the nearest enrolled person when
-    within the identity model's calibrated cosine threshold (or `threshold`), else unknown.
+    within the gallery's threshold, else unknown: `threshold` if given, else the distance at
+    which about `far` of strangers are named in a gallery of this size (facecmp.openset; the
+    1:1 threshold for a model without an open-set table).
 
     A person's distance is 1 - the cosine similarity to the mean of their enrolled
     embeddings (gallery_index.RULE). A face the mask head calls masked (facecmp.masked) is
@@ -54,11 +57,20 @@ def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path 
         raise FacecmpError(f"top-k must be at least 1, got {top_k}")
     fm, _ = gallery.use_model(model)
     faces = analyze(image, fm, detector, masked_embeddings=True)
-    return search_faces(gallery, fm, faces, top_k, threshold, search)
+    return search_faces(gallery, fm, faces, top_k, threshold, search, far)
+
+
+def naming_threshold(meta, people: int, threshold: float | None = None, far: float = DEFAULT_FAR) -> float:
+    """The cosine distance within which a face is named among `people` people: threshold if
+    given, else the model's open-set threshold for that gallery size, else its 1:1 one."""
+    if threshold is not None or not meta.open_set.get("cosine"):
+        return meta.threshold_for("cosine", threshold)[1]
+    return gallery_threshold(meta, people, far)
 
 
 def search_faces(gallery: Gallery, fm: FaceModel, faces: list[AnalyzedFace], top_k: int = 5,
-                 threshold: float | None = None, search: str = "auto") -> list[Identification]:
+                 threshold: float | None = None, search: str = "auto",
+                 far: float = DEFAULT_FAR) -> list[Identification]:
     """Name faces already analysed by fm (see identify), each by the model its mask state picks
     (the masked model only for faces analysed with masked_embeddings)."""
     from facecmp.masked import MASKED_AT
@@ -71,10 +83,10 @@ def search_faces(gallery: Gallery, fm: FaceModel, faces: list[AnalyzedFace], top
         if not mine:
             continue
         model = fm.masked if masked else fm
-        _, limit = model.meta.threshold_for("cosine", threshold)
+        index = gallery.searcher(search, masked)
+        limit = naming_threshold(model.meta, len(index.snap.names), threshold, far)
         vectors = np.stack([faces[i].masked_embedding if masked else faces[i].embedding for i in mine])
-        for i, (name, nearest, cands) in zip(mine, name_vectors(gallery.searcher(search, masked), vectors,
-                                                                top_k, limit)):
+        for i, (name, nearest, cands) in zip(mine, name_vectors(index, vectors, top_k, limit)):
             out[i] = Identification(faces[i], name, nearest, limit, cands, "masked" if masked else "identity")
     return out
 

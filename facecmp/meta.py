@@ -41,6 +41,8 @@ class ModelMeta:
     metric: str | None = None  # the metric `compare` uses by default (the better calibrated one)
     thresholds: dict[str, float] = field(default_factory=dict)  # calibrated, one per metric
     calibration: dict[str, dict[str, Any]] = field(default_factory=dict)  # where each came from
+    # identity: per metric, [[false match rate, distance], ...] of held-out people (facecmp.openset)
+    open_set: dict[str, list[list[float]]] = field(default_factory=dict)
     embed_flip: bool = False  # embeddings average each face with its mirror
     predict_flip: bool = False  # classifiers: probabilities averaged with the mirror's
     predict_zoom: float = 1.0  # classifiers: the central fraction of each crop is classified
@@ -117,6 +119,10 @@ class ModelMeta:
         if set(self.thresholds) - set(METRICS):
             raise ModelError(f"thresholds are per metric ({', '.join(METRICS)})")
         self.thresholds = {k: float(v) for k, v in self.thresholds.items()}
+        if set(self.open_set) - set(METRICS) or not all(
+                isinstance(rows, list) and all(isinstance(r, list) and len(r) == 2 for r in rows)
+                for rows in self.open_set.values()):
+            raise ModelError("open_set must map a metric to [[false match rate, distance], ...]")
         from facecmp.preprocess import check_views, check_zoom
 
         try:

@@ -26,7 +26,8 @@ import numpy as np
 from facecmp.errors import FacecmpError, ImageError
 from facecmp.faces import Label, analyze
 from facecmp.gallery import Gallery
-from facecmp.identification import UNKNOWN, name_vectors
+from facecmp.identification import UNKNOWN, name_vectors, naming_threshold
+from facecmp.openset import DEFAULT_FAR
 from facecmp.tracking import Track, Tracker
 
 if TYPE_CHECKING:
@@ -235,12 +236,14 @@ def _progress(result: VideoResult, total: int, started: float, last: float) -> f
 def identify_video(gallery: Gallery, source: str | Path | int, model: FaceModel | str | Path | None = None,
                    *, out: str | Path | None = None, csv_path: str | Path | None = None, every: int = 1,
                    max_frames: int | None = None, top_k: int = 5, detector: str | None = None,
-                   threshold: float | None = None, progress: bool = False) -> VideoResult:
+                   threshold: float | None = None, far: float = DEFAULT_FAR,
+                   progress: bool = False) -> VideoResult:
     """Name the faces of a video file or camera (an int index) against a gallery, following each
     face over frames; optionally write the annotated video (.mp4/.avi) and a CSV of detections.
 
     Every `every`th frame is analysed, and at most `max_frames` are read. A track is named from
-    the mean of its embeddings (docs/gallery.md, "Video"). A video that cannot be opened, or
+    the mean of its embeddings (docs/gallery.md, "Video"), at `threshold` if given, else at the
+    gallery's open-set threshold for `far` (identification.naming_threshold). A video that cannot be opened, or
     gives no frame, raises VideoError; one that ends early, or Ctrl-C, stops the loop with
     `stopped` set, and everything read until then is in the result and the files.
     """
@@ -257,7 +260,7 @@ def identify_video(gallery: Gallery, source: str | Path | int, model: FaceModel 
     outputs = None
     try:
         fm, _ = gallery.use_model(model)
-        _, threshold = fm.meta.threshold_for("cosine", threshold)
+        threshold = naming_threshold(fm.meta, len(gallery.searcher().snap.names), threshold, far)
         tracker = Tracker(max_distance=fm.meta.threshold_for("cosine")[1])  # the 1:1 rule, whatever names
         result = VideoResult(label, 0.0 if camera else max(0.0, cap.get(cv2.CAP_PROP_FPS)), threshold)
         outputs = _Outputs(out, csv_path, result.video_fps or cap.get(cv2.CAP_PROP_FPS) or CAMERA_FPS)
