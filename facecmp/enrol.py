@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facecmp.detect import box_iou
 from facecmp.errors import FacecmpError, ModelError
 from facecmp.faces import AnalyzedFace, analyze
 from facecmp.gallery import Gallery, file_sha256
@@ -111,11 +112,7 @@ def enroll_folders(gallery: Gallery, root: str | Path, model: FaceModel | str | 
 
 def _overlap(a: list[float] | None, b: list[float] | None) -> float:
     """Intersection over union of two boxes (0 when either is missing)."""
-    if not a or not b:
-        return 0.0
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return box_iou(a, b) if a and b else 0.0
 
 
 def reembed(gallery: Gallery, model: FaceModel | str | Path | None = None,
