@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, overload
 
 import numpy as np
 
@@ -14,12 +15,63 @@ from facecmp.images import is_image_name
 from facecmp.pairs import pair_identities
 
 
+class PathList(Sequence[Path]):
+    """File paths packed into one byte string and their end offsets: about 80 bytes a path
+    where a list of Path objects takes 600, so that millions of training images fit; item i
+    is a Path made when it is asked for."""
+
+    def __init__(self, paths: Iterable[str | os.PathLike] = ()) -> None:
+        names = [os.fsencode(p) for p in paths]
+        self._data = b"".join(names)
+        self._ends = np.cumsum([len(n) for n in names], dtype=np.int64)
+
+    @classmethod
+    def concat(cls, lists: Iterable[PathList]) -> PathList:
+        """One PathList of several, in order."""
+        lists = list(lists)
+        out = cls()
+        out._data = b"".join(pl._data for pl in lists)
+        shifts = np.cumsum([0] + [len(pl._data) for pl in lists[:-1]], dtype=np.int64)
+        out._ends = np.concatenate([pl._ends + shift for pl, shift in zip(lists, shifts)] or [out._ends])
+        return out
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    @overload
+    def __getitem__(self, i: int) -> Path: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> PathList: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1 or stop <= start:
+                return PathList(self[j] for j in range(start, stop, step))
+            out, base = PathList(), int(self._ends[start - 1]) if start else 0
+            out._data, out._ends = self._data[base : int(self._ends[stop - 1])], self._ends[start:stop] - base
+            return out
+        i = range(len(self))[i]  # negative indices; IndexError past the end
+        start = int(self._ends[i - 1]) if i else 0
+        return Path(os.fsdecode(self._data[start : int(self._ends[i])]))
+
+    def __iter__(self) -> Iterator[Path]:
+        return (self[i] for i in range(len(self)))
+
+    def __add__(self, other: Iterable[str | os.PathLike]) -> PathList:
+        return PathList.concat([self, other if isinstance(other, PathList) else PathList(other)])
+
+    def __repr__(self) -> str:
+        return f"PathList({len(self)} paths)"
+
+
 @dataclass
 class FaceFolder:
     """Labelled image paths gathered from one or more class folders."""
 
     classes: list[str]
-    paths: list[Path]
+    paths: PathList
     labels: np.ndarray
     dropped_classes: dict[str, int] = field(default_factory=dict)  # name -> images it had
 
@@ -51,7 +103,7 @@ def scan_classes(roots: list[Path], min_images: int = 1, exclude: set[str] | Non
     """
     exclude = exclude or set()
     prefix = len(roots) > 1 if prefix_roots is None else prefix_roots
-    classes, paths, labels, dropped = [], [], [], {}
+    classes, paths, labels, dropped = [], [], [], {}  # paths: a PathList per class
     for root in roots:
         for cdir in _class_dirs(Path(root)):
             if cdir.name in exclude:
@@ -61,8 +113,8 @@ def scan_classes(roots: list[Path], min_images: int = 1, exclude: set[str] | Non
             if len(files) < max(1, min_images):
                 dropped[name] = len(files)
                 continue
-            paths += files
-            labels += [len(classes)] * len(files)
+            paths.append(PathList(files))
+            labels.append(np.full(len(files), len(classes), dtype=np.int64))
             classes.append(name)
     shown = ", ".join(str(r) for r in roots)
     if not paths:
@@ -71,7 +123,7 @@ def scan_classes(roots: list[Path], min_images: int = 1, exclude: set[str] | Non
     if len(classes) < 2:
         raise FacecmpError(f"need at least 2 classes with {min_images}+ images in {shown}, "
                            f"found {len(classes)}")
-    return FaceFolder(classes, paths, np.asarray(labels, dtype=np.int64), dropped)
+    return FaceFolder(classes, PathList.concat(paths), np.concatenate(labels), dropped)
 
 
 def split_indices(labels: np.ndarray, how: str, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -135,24 +135,25 @@ class ShardedBatches(paddle.io.BatchSampler):
 class _LoggedSamples(paddle.io.Dataset):
     """A dataset that appends the name of each item it serves to a file, one a line."""
 
-    def __init__(self, dataset: paddle.io.Dataset, names: Sequence[str], path: Path) -> None:
+    def __init__(self, dataset: paddle.io.Dataset, names: Sequence, index: Sequence[int], path: Path) -> None:
         super().__init__()
-        self.dataset, self.names, self.path = dataset, names, path
+        self.dataset, self.names, self.index, self.path = dataset, names, index, path
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
         with open(self.path, "a") as f:  # appends of a line are atomic, so data workers may share it
-            f.write(f"{self.names[i]}\n")
+            f.write(f"{self.names[self.index[i]]}\n")
         return self.dataset[i]
 
 
-def log_samples(dataset: paddle.io.Dataset, names: Sequence[str]) -> paddle.io.Dataset:
+def log_samples(dataset: paddle.io.Dataset, names: Sequence, index: Sequence[int]) -> paddle.io.Dataset:
     """dataset itself; with $FACECMP_SAMPLE_LOG=DIR set, one that also appends the name of every
-    training item it loads to DIR/rank-R.txt (how a test sees which shard each rank trained on)."""
+    training item it loads (item i is names[index[i]]) to DIR/rank-R.txt (how a test sees which
+    shard each rank trained on)."""
     folder = os.environ.get(SAMPLE_LOG)
     if not folder:
         return dataset
     Path(folder).mkdir(parents=True, exist_ok=True)
-    return _LoggedSamples(dataset, [str(n) for n in names], Path(folder) / f"rank-{ranks().rank}.txt")
+    return _LoggedSamples(dataset, names, index, Path(folder) / f"rank-{ranks().rank}.txt")

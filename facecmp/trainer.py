@@ -237,7 +237,7 @@ def _loaders(cfg: Config, data: _Data, meta: ModelMeta, targets: list[np.ndarray
     train_idx, val_idx = data.train_idx, data.val_idx
     train_ds = CropDataset(data.crops, labels[train_idx], meta, cfg.data.augment,
                            cfg.train.seed + epoch, subset(train_idx), index=train_idx)
-    train_ds = distributed.log_samples(train_ds, [data.folder.paths[i] for i in train_idx])
+    train_ds = distributed.log_samples(train_ds, data.folder.paths, train_idx)
     val_ds = CropDataset(data.crops, labels[val_idx], meta, targets=subset(val_idx), index=val_idx) \
         if len(val_idx) else None
     if not cfg.train.images_per_identity:

@@ -41,6 +41,26 @@ def test_empty_missing_and_single_class_roots_are_clear_errors(tmp_path):
         scan_classes([one])
 
 
+def test_path_lists_pack_paths_and_behave_as_a_sequence(tmp_path):
+    from pathlib import Path
+
+    from facecmp.datasets import PathList
+
+    names = [tmp_path / f"person_{i // 50:04d}" / f"{i % 50:03d}é.jpg" for i in range(2000)]
+    packed = PathList(names)
+    assert len(packed) == 2000 and packed[0] == names[0] and packed[-1] == names[-1]
+    assert list(packed[10:20]) == names[10:20] and list(packed[::500]) == names[::500]
+    assert list(packed[5:5]) == [] and list(packed + names[:2]) == names + names[:2]
+    assert list(PathList.concat([packed[:3], PathList(), packed[3:5]])) == names[:5]
+    assert isinstance(packed[7], Path) and list(packed) == names
+    assert packed._data.__sizeof__() + packed._ends.nbytes < 120 * len(names)  # not ~600 per Path
+    with pytest.raises(IndexError):
+        packed[2000]
+    folder = scan_classes([make_class_tree(tmp_path / "d", classes=2, per_class=3)])
+    assert isinstance(folder.paths, PathList) and folder.paths[4].name == "001.png"
+    assert folder.labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
 def test_splits_are_seeded_and_keep_a_training_image_per_class():
     labels = np.repeat(np.arange(10), 5)
     train, val = split_indices(labels, "image", 0.2, seed=1)
