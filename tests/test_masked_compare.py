@@ -17,6 +17,7 @@ from facecmp.errors import ModelError
 from facecmp.images import load_rgb
 from facecmp.masked import MASKED_AT, masked_model_dir, masked_pairs
 from facecmp.masks import draw_mask
+from facecmp.openset import gallery_threshold
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,9 @@ def test_a_gallery_searches_a_masked_face_with_the_masked_model(photos):
     assert stats["masked_model"] and stats["images_without_masked_vector"] == 0
     bare, = facecmp.identify(g, photos["a"])
     masked, = facecmp.identify(g, photos["masked"])
-    assert (bare.model, bare.name, bare.threshold) == ("identity", "Aaron_Peirsol", fm.meta.thresholds["cosine"])
+    # each model's open-set threshold for a gallery of two people (facecmp.openset)
+    assert (bare.model, bare.name, bare.threshold) == ("identity", "Aaron_Peirsol", gallery_threshold(fm.meta, 2))
     assert (masked.model, masked.name) == ("masked", "Aaron_Peirsol")
-    assert masked.threshold == fm.masked.meta.thresholds["cosine"] and masked.face.p_masked >= MASKED_AT
+    assert masked.threshold == gallery_threshold(fm.masked.meta, 2) and masked.face.p_masked >= MASKED_AT
+    assert masked.threshold < fm.masked.meta.thresholds["cosine"]
     assert masked.to_json()["model"] == "masked"
