@@ -23,7 +23,6 @@ import socket
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from facecmp.runtime import cache_dir
 SHARD_SIZE = 1024  # images per shard: 12 MB of 64x64 colour crops
 KEY_ENV = "FACECMP_CROP_KEY"  # "content": key by the files' bytes; "stat" (the default): by name, size, mtime
 KEY_MODES = ("stat", "content")
-MAX_OPEN_SHARDS = 64  # shard files a reader keeps open at once
 _FORMAT = 2  # part of the key: stores of an older layout are never read
 _HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -91,7 +89,8 @@ class CropStore:
     """A complete store's crops, read lazily: store[i] reads crop i from its shard file.
 
     `ok[i]` says whether image i was cropped (a failed one reads as zeros); `problems` holds
-    one line per failed image, in image order. Safe to share with forked data workers.
+    one line per failed image, in image order. Safe to share between threads and with forked
+    or spawned data workers.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -108,7 +107,7 @@ class CropStore:
             for j, problem in failed:
                 self.ok[k * self.shard_size + j] = False
                 self.problems.append(problem)
-        self._open: OrderedDict[int, tuple[int, int]] = OrderedDict()  # shard -> (fd, data offset)
+        self._offsets: dict[int, int] = {}  # shard -> where its data starts, once its header is checked
 
     def __len__(self) -> int:
         return self.count
@@ -119,10 +118,20 @@ class CropStore:
         if not 0 <= i < self.count:
             raise IndexError(f"crop {i} of a store of {self.count}")
         k, j = divmod(i, self.shard_size)
-        fd, offset = self._shard(k)
-        data = os.pread(fd, self._item, offset + j * self._item)
+        path = self.folder / f"{_shard_name(k)}.npy"
+        offset = self._offsets.get(k) or self._check_header(k, path)
+        # a file opened per read: nothing to share between threads or forked data workers,
+        # and no limit on open files however many shards there are (~10 us a crop)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise self._damaged(f"{path.name}: {exc.strerror}") from None
+        try:
+            data = os.pread(fd, self._item, offset + j * self._item)
+        finally:
+            os.close(fd)
         if len(data) != self._item:
-            raise self._damaged(f"{_shard_name(k)}.npy is short")
+            raise self._damaged(f"{path.name} is short")
         return np.frombuffer(bytearray(data), dtype=np.uint8).reshape(self.shape)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -140,39 +149,19 @@ class CropStore:
             out[start : start + self.shard_size] = np.load(self.folder / f"{_shard_name(k)}.npy")
         return out
 
-    def close(self) -> None:
-        """Close the shard files this reader holds open (they reopen on the next read)."""
-        while self._open:
-            os.close(self._open.popitem()[1][0])
-
-    def __del__(self) -> None:
-        if getattr(self, "_open", None):
-            self.close()
-
-    def __getstate__(self) -> dict:  # for spawned workers: open files stay behind
-        return {**self.__dict__, "_open": OrderedDict()}
-
-    def _shard(self, k: int) -> tuple[int, int]:
-        """(open file, offset of its data) of shard k, kept in a small LRU of open files."""
-        if k in self._open:
-            self._open.move_to_end(k)
-            return self._open[k]
-        path = self.folder / f"{_shard_name(k)}.npy"
+    def _check_header(self, k: int, path: Path) -> int:
+        """Where shard k's crops start in its file, after checking that it holds what it should."""
         try:
             with open(path, "rb") as f:
                 shape, fortran, dtype = _HEADERS[np.lib.format.read_magic(f)](f)
                 offset = f.tell()
-            fd = os.open(path, os.O_RDONLY)
         except (OSError, ValueError, KeyError) as exc:
             raise self._damaged(f"{path.name}: {exc}") from None
         rows = min(self.shard_size, self.count - k * self.shard_size)
         if shape != (rows, *self.shape) or dtype != np.uint8 or fortran:
-            os.close(fd)
             raise self._damaged(f"{path.name} holds {dtype} {shape}, not uint8 {(rows, *self.shape)}")
-        if len(self._open) >= MAX_OPEN_SHARDS:
-            os.close(self._open.popitem(last=False)[1][0])
-        self._open[k] = (fd, offset)
-        return fd, offset
+        self._offsets[k] = offset
+        return offset
 
     def _damaged(self, why: str) -> FacecmpError:
         return FacecmpError(f"crop store {self.folder} is damaged ({why}); delete the folder to prepare it again")

@@ -8,6 +8,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -19,7 +20,7 @@ CHUNK = 64  # images a worker crops per task
 DETECT_POOL_MIN = 256  # images from which a detector's crops go to worker processes
 PLAIN_POOL_MIN = 4096  # the same without a detector (decoding alone: workers take ~2 s to start)
 
-Result = tuple["np.ndarray | None", "str | None"]  # (uint8 crop, None) or (None, problem)
+Result = tuple[Optional[np.ndarray], Optional[str]]  # (uint8 crop, None) or (None, problem)
 
 
 def worker_count(images: int, meta: ModelMeta, sharing: int = 1) -> int:

@@ -38,20 +38,23 @@ def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
                                                                                   d.with_suffix(".json"))}
 
 
-def test_crops_are_read_lazily_one_at_a_time(tmp_path, monkeypatch):
+def test_crops_are_read_lazily_one_at_a_time(tmp_path):
     paths = _paths(tmp_path)
     store = prepare_store(paths, META, progress=False, shard_size=4)
     assert len(store) == 10 and store.shards == 3 and store.ok.all() and store.problems == []
     assert sorted(p.name for p in store.folder.iterdir()) == ["manifest.json"] + [
         f"shard-0000{k}.{ext}" for k in range(3) for ext in ("json", "npy")]
-    # the reader holds no crops, only a few open files
+    # the reader holds no crops, and no files open between reads
     assert not any(isinstance(v, np.ndarray) and v.nbytes > 1000 for v in vars(store).values())
-    monkeypatch.setattr(cropstore, "MAX_OPEN_SHARDS", 2)
+    open_files = len(os.listdir("/proc/self/fd"))
     for i in (9, 0, 5, 1, 8):
         crop = store[i]
         assert crop.shape == (32, 32, 3) and crop.dtype == np.uint8 and crop.flags.writeable
         assert np.array_equal(crop, load_face(paths[i], META).pixels)
-        assert len(store._open) <= 2
+    assert len(os.listdir("/proc/self/fd")) == open_files
+    import pickle
+
+    assert np.array_equal(pickle.loads(pickle.dumps(store))[3], store[3])  # as spawned workers get it
     assert np.array_equal(store.array(), store.take(range(10)))
     with pytest.raises(IndexError):
         store[10]
@@ -146,9 +149,8 @@ def test_worker_processes_prepare_the_shards(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cropworkers, "PLAIN_POOL_MIN", 0)
     monkeypatch.setattr(cropworkers, "cpu_count", lambda: 2)
-    pools = []
-    real = cropstore.crop_chunks
-    monkeypatch.setattr(cropstore, "crop_chunks", lambda c, m, workers: pools.append(workers) or real(c, m, workers))
+    pools, real = [], cropstore.crop_chunks
+    monkeypatch.setattr(cropstore, "crop_chunks", lambda c, m, n: pools.append(n) or real(c, m, n))
     store = prepare_store(paths, META, progress=False, shard_size=3)
     assert pools == [2]
     assert store.shards == 4 and store.ok.all()

@@ -6,8 +6,8 @@ Usage:
                                          [--out outputs/crop_store_benchmark]
 
 For each size N it writes N synthetic face-like JPEGs (48x48, 50 per identity) under
---out/images-N (kept for later runs), then, each in a fresh child process whose peak
-resident memory (ru_maxrss) is recorded:
+--out/images-N (kept for later runs), then runs, each in a child process whose peak resident
+memory (ru_maxrss) is recorded, with a cache (--out/cache) emptied at the start:
   prepare  the crop store of those images (32x32 center crops), as `facecmp train` would;
   epoch    one training epoch through facecmp.trainer.train on that store (identity task,
            ResNet18 at 32x32, batch 64, 2% validation). With --train-steps K > 0 the first
@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,8 +142,6 @@ def _shard_stamps(folder: Path) -> dict[str, tuple[int, int]]:
 
 def kill_and_resume(root: Path, cache: Path) -> dict:
     """Prepare root's store in a fresh cache, SIGKILL it once half the shards exist, restart it."""
-    import shutil
-
     shutil.rmtree(cache, ignore_errors=True)
     env = {**os.environ, "FACECMP_CACHE": str(cache)}
     proc = subprocess.Popen([sys.executable, __file__, "--child", "prepare", str(root)], env=env,
@@ -165,9 +164,11 @@ def kill_and_resume(root: Path, cache: Path) -> dict:
     finished = sorted(n for n in before if n.endswith(".json"))
     resumed = _child(["--child", "prepare", str(root)], env)
     after = _shard_stamps(folder)
-    kept = [n for n in finished if after.get(n) == before[n] and after.get(n[:-5] + ".npy") == before[n[:-5] + ".npy"]]
+    npy = {n: n[: -len(".json")] + ".npy" for n in finished}
+    kept = [n for n in finished if after.get(n) == before[n] and after.get(npy[n]) == before[npy[n]]]
+    written = len([n for n in after if n.endswith(".json")]) - len(kept)
     return {"shards": total, "finished_when_killed": len(finished), "killed_after_seconds": killed_after,
-            "kept_by_restart": len(kept), "written_by_restart": len([n for n in after if n.endswith(".json")]) - len(kept),
+            "kept_by_restart": len(kept), "written_by_restart": written,
             "restart_seconds": resumed["seconds"], "temporaries_left": len(list(folder.glob("*.tmp")))}
 
 
@@ -182,7 +183,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(sizes, [r["epoch"]["peak_rss_mb"] for r in rows], "o-", label="training epoch (peak RSS)")
     ax.plot(sizes, [r["prepare"]["peak_rss_mb"] for r in rows], "s-", label="preparation, parent (peak RSS)")
-    ax.plot(sizes, [r["crops_in_memory_mb"] for r in rows], "x--", color="gray", label="all crops held in memory")
+    ax.plot(sizes, [r["crops_in_memory_mb"] for r in rows], "x--", color="gray",
+            label="the crops alone (the former cache held them all)")
     ax.set_xscale("log")
     ax.set_xlabel("images")
     ax.set_ylabel("MiB")
@@ -209,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "cache", ignore_errors=True)  # every run prepares its stores afresh
     env = {**os.environ, "FACECMP_CACHE": str(out / "cache")}
     rows, began = [], time.perf_counter()
     load = [round(x, 2) for x in os.getloadavg()]
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), flush=True)
     resume = kill_and_resume(out / f"images-{max(args.sizes)}", out / "cache-kill")
     print(json.dumps({"kill_and_resume": resume}), flush=True)
-    report = {"command": " ".join([Path(sys.executable).name, "tools/crop_store_benchmark.py", *(argv or sys.argv[1:])]),
+    command = ["python", "tools/crop_store_benchmark.py", *(sys.argv[1:] if argv is None else argv)]
+    report = {"command": " ".join(command),
               "input_size": INPUT_SIZE, "train_steps": args.train_steps, "rows": rows, "kill_and_resume": resume,
               "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "load_before": load, "load_after": [round(x, 2) for x in os.getloadavg()]},
