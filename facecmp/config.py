@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from facecmp.detect import DETECTORS
+from facecmp.device import AMP_CHOICES, check_device
 from facecmp.errors import FacecmpError
 
 TASKS = ("identity", "mask", "expression")
@@ -98,6 +99,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     num_workers: int = 0
     onednn: bool = True  # CPU: convolutions through oneDNN (facecmp/onednn.py; same results, faster)
+    device: str = "auto"  # auto | cpu | gpu | gpu:N (facecmp/device.py); under the launcher, the launcher's
+    amp: str = "none"  # none | float16 | bfloat16: mixed precision (AMP O1) on a GPU; ignored on CPU
     keep_epochs: bool = False  # also save each epoch's weights as a model directory RUN/epochs/NN
     teacher: str | None = None  # .npz of a teacher's descriptors (tools/teacher_embeddings.py)
     teacher_loss: str = "projection"  # projection | similarity (see facecmp/distill.py)
@@ -129,6 +132,7 @@ _CHOICES = {
     ("train", "lr_schedule"): ("cosine", "constant"),
     ("train", "loss"): ("ce", "focal"),
     ("train", "teacher_loss"): ("projection", "similarity"),
+    ("train", "amp"): AMP_CHOICES,
 }
 
 
@@ -184,6 +188,9 @@ def _check(cfg: Config) -> None:
         problem = check_choice(path, value)
         if problem:
             raise FacecmpError(f"config: {problem}")
+    problem = check_device(cfg.train.device)
+    if problem:
+        raise FacecmpError(f"config: {problem}")
     if cfg.train.epochs < 1 or cfg.train.batch_size < 1:
         raise FacecmpError("config: train.epochs and train.batch_size must be at least 1")
     k = cfg.train.images_per_identity

@@ -73,6 +73,12 @@ def ranks(environ: Mapping[str, str] | None = None) -> Ranks:
     return Ranks(rank, world, local, local_world)
 
 
+def launched(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether Paddle's launcher started this process (it then chose the device too)."""
+    env = os.environ if environ is None else environ
+    return any(env.get(k) for k in LAUNCH_VARS)
+
+
 def init() -> Ranks:
     """Check the launcher's environment and, with several processes, join Paddle's process group
     (Model.fit joins the same one later)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from facecmp import batches, datasets, distill, distributed, modeldir, onednn, plots, runlog
+from facecmp import batches, datasets, device, distill, distributed, modeldir, onednn, plots, runlog
 from facecmp.augment import augment
 from facecmp.config import Config, config_from_dict, read_yaml, save_config
 from facecmp.cropstore import CropStore, prepare_store
@@ -204,9 +204,10 @@ def _network(cfg: Config, meta: ModelMeta, start_from_init: bool):
     return net
 
 
-def _build_model(cfg: Config, net, targets: list[np.ndarray], terms: list[tuple[str, float]]):
+def _build_model(cfg: Config, net, targets: list[np.ndarray], terms: list[tuple[str, float]],
+                 on: str = "cpu", warn: bool = True):
     """The prepared paddle.Model: Adam, the loss and accuracy, wrapped for distillation when
-    there are teacher targets."""
+    there are teacher targets, in train.amp's precision where the device `on` runs it."""
     size = cfg.data.input_size
     label_specs = [paddle.static.InputSpec([None, 1], "int64", "label")]
     loss, metric = make_loss(cfg), paddle.metric.Accuracy()
@@ -220,7 +221,7 @@ def _build_model(cfg: Config, net, targets: list[np.ndarray], terms: list[tuple[
                          labels=label_specs)
     optimizer = paddle.optimizer.Adam(cfg.train.lr, parameters=net.parameters(),
                                       weight_decay=cfg.train.weight_decay or None)
-    model.prepare(optimizer, loss, metric)
+    device.prepare(model, optimizer, loss, metric, cfg.train.amp, on, warn)
     return model
 
 
@@ -277,6 +278,7 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False, exclu
     """
     ranks = distributed.init()  # under Paddle's launcher: only rank 0 writes in out
     cfg, state, resuming = _start_state(cfg, out, resume)
+    run_on = device.use(cfg.train.device, distributed.launched())  # a missing GPU fails before any write
     # every rank has read the run's state before rank 0 rewrites config.yaml (a collective step)
     if not distributed.same_on_all_ranks(state["epoch"]):
         raise FacecmpError(f"the processes see different runs in {out}: it must be a folder all hosts share")
@@ -287,7 +289,8 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False, exclu
     data = _prepare_data(cfg, roots, out, exclude, verbose, ranks)
     targets, terms, provenance = _teacher_targets(cfg, data.folder.paths)
     meta = _model_meta(cfg, roots, data, exclude, provenance)
-    model = _build_model(cfg, _network(cfg, meta, start_from_init=not resuming), targets, terms)
+    net = _network(cfg, meta, start_from_init=not resuming)
+    model = _build_model(cfg, net, targets, terms, run_on, warn=ranks.main)
     if resuming:
         model.load(runlog.checkpoint_path(out, state))
     train_data, val_ds = _loaders(cfg, data, meta, targets, state["epoch"], ranks)
@@ -297,4 +300,5 @@ def train(cfg: Config, roots: list[Path], out: Path, resume: bool = False, exclu
     if ranks.main:
         plots.training_curves(state["rows"], out / "curves.png")
     return {"epochs": state["epoch"], "best_epoch": state.get("best_epoch"), "best": state.get("best"),
-            "model": str(out / "model"), "log": str(out / "log.csv")}
+            "model": str(out / "model"), "log": str(out / "log.csv"), "device": run_on,
+            "amp": cfg.train.amp if device.amp_configs(cfg.train.amp, run_on, warn=False) else "none"}
