@@ -4,8 +4,8 @@ embedding. This module owns the database; enrol.py fills it and identification.p
 The database runs in WAL mode with a 30 s busy timeout, so several processes may enrol and
 identify at once. Writers compute first (read, detect, embed) and then write in one short
 transaction, so an interrupted enrolment loses at most the photo in hand and never leaves
-half of one. Every write bumps a generation counter, which tells readers and the faiss index
-file when what they loaded is stale. The schema and the rules: docs/gallery.md.
+half of one. Every write bumps a generation counter, which tells readers when what they
+loaded is stale. The schema and the rules: docs/gallery.md.
 """
 
 from __future__ import annotations
@@ -315,7 +315,7 @@ class Gallery:
     def snapshot(self, masked: bool = False) -> Snapshot:
         """The searched model's vectors (or its masked model's) as they are now, read in one
         transaction."""
-        from facecmp.gallery_index import Snapshot, normalized
+        from facecmp.gallery_index import snapshot_of
 
         self.db.execute("BEGIN")  # one consistent read: the generation and the rows it names
         try:
@@ -326,11 +326,9 @@ class Gallery:
             names = dict(self.db.execute("SELECT id, name FROM people").fetchall())
         finally:
             self.db.execute("COMMIT")
-        people, owners = np.unique(np.array([r[0] for r in rows], dtype=np.int64), return_inverse=True)
         dim = len(rows[0][1]) // 4 if rows else 0
         vectors = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(len(rows), dim)
-        return Snapshot(generation, key, normalized(vectors), owners.reshape(-1),
-                        [names[int(p)] for p in people])
+        return snapshot_of(vectors, np.array([r[0] for r in rows], dtype=np.int64), names, generation, key)
 
     def searcher(self, how: str = "auto", masked: bool = False):
         """The search over the current vectors (gallery_index) of the searched model, or of its

@@ -1,5 +1,7 @@
 """Searching a gallery's people: a person's score over their enrolled images (the rule), exact
 cosine search on an in-memory matrix, and an optional faiss index file for large galleries.
+snapshot_of makes a searchable Snapshot from any labelled vectors; Gallery.snapshot reads one
+from the database.
 
 Similarities are cosines of L2-normalised embeddings; the gallery answers in cosine distance
 (1 - similarity), the metric the identity model's threshold is calibrated in.
@@ -7,6 +9,7 @@ Similarities are cosines of L2-normalised embeddings; the gallery answers in cos
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -22,14 +25,20 @@ from facecmp.errors import FacecmpError
 RULES = ("max", "top2", "centroid")
 RULE = "centroid"
 SEARCHES = ("auto", "exact", "faiss")
-FAISS_MIN_ROWS = 50_000  # "auto" uses faiss from this many searched rows on, where installed
-FAISS_EF_SEARCH = 128  # HNSW candidates kept while searching (recall against speed)
+# "auto" uses faiss from this many searched rows on, where installed: below it exact search
+# answers a query within 50 ms on two cores (docs/gallery.md, Scale)
+FAISS_MIN_ROWS = 200_000
+FAISS_SCAN = 0.25  # share of the inverted lists searched per query: recall against speed (Scale)
+FAISS_MIN_PROBES = 16  # and never fewer lists than this: a small index is searched (almost) whole
+FAISS_TRAIN_PER_LIST = 64  # k-means sample per list: stable lists, and quick to train on 2 cores
+FAISS_TRAIN_ITERATIONS = 10
 
 
 def normalized(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length as float32 (zero rows stay zero)."""
-    v = np.asarray(vectors, dtype=np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    """Rows of an n x d array scaled to unit length, as a new float32 array (zero rows stay zero)."""
+    v = np.array(vectors, dtype=np.float32)  # a copy, divided in place: one array, not three
+    v /= np.maximum(np.sqrt(np.einsum("ij,ij->i", v, v)), 1e-12)[:, None]
+    return v
 
 
 @dataclass
@@ -48,12 +57,31 @@ class Snapshot:
         return np.searchsorted(self.owners, np.arange(len(self.names)))
 
 
+def snapshot_of(vectors: np.ndarray, labels: np.ndarray | list, names: dict | None = None,
+                generation: int = 0, model_key: str = "") -> Snapshot:
+    """A Snapshot of vectors with one person label per row, in any order: rows grouped by
+    person (people in label order), normalised; names maps a label to its name (else str)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if len(vectors) != len(labels):
+        raise FacecmpError(f"{len(vectors)} vectors but {len(labels)} labels")
+    people, owners = np.unique(np.asarray(labels), return_inverse=True)
+    owners = owners.reshape(-1)
+    if not np.all(owners[1:] >= owners[:-1]):
+        order = np.argsort(owners, kind="stable")
+        vectors, owners = vectors[order], owners[order]
+    named = [names[p] if names is not None else str(p) for p in people.tolist()]
+    return Snapshot(generation, model_key, normalized(vectors), owners, named)
+
+
 def person_matrix(snap: Snapshot, rule: str = RULE) -> np.ndarray:
     """The rows a query is compared with: each image (max, top2) or each person's centroid."""
-    if rule != "centroid" or not len(snap.names):
+    if rule != "centroid" or len(snap.names) == len(snap.vectors):  # one photo each: its own centroid
         return snap.vectors
-    sums = np.add.reduceat(snap.vectors, snap.starts, axis=0)
-    return normalized(sums)
+    from scipy.sparse import csr_matrix  # sums by person in a second; np.add.reduceat takes half a minute at 1M
+
+    rows = len(snap.vectors)
+    members = csr_matrix((np.ones(rows, np.float32), (snap.owners, np.arange(rows))), shape=(len(snap.names), rows))
+    return normalized(members @ snap.vectors)
 
 
 def person_scores(sims: np.ndarray, snap: Snapshot, rule: str = RULE) -> np.ndarray:
@@ -105,49 +133,85 @@ def _faiss():
     return faiss
 
 
+def faiss_lists(rows: int) -> int:
+    """The inverted lists of an index over this many rows: about sqrt(rows), with at least
+    39 rows to train each (faiss's minimum)."""
+    return max(1, min(int(round(np.sqrt(rows))), rows // 39))
+
+
+def faiss_probes(lists: int, scan: float | None = None) -> int:
+    """The inverted lists searched per query: a `scan` share of them (FAISS_SCAN), but at least
+    FAISS_MIN_PROBES and at most all."""
+    share = int(np.ceil(lists * (FAISS_SCAN if scan is None else scan)))
+    return min(lists, max(FAISS_MIN_PROBES, share))
+
+
+def fingerprint(matrix: np.ndarray) -> str:
+    """What an index file was built from: its kind and a digest of the rows it holds."""
+    digest = hashlib.sha256(f"ivfflat-ip {faiss_lists(len(matrix))} {matrix.shape}".encode())
+    digest.update(np.ascontiguousarray(matrix, dtype=np.float32).data)
+    return digest.hexdigest()
+
+
 class FaissSearch:
-    """An HNSW inner-product index over the same rows as ExactSearch (centroids, or images for
-    max), kept in a file beside the database and rebuilt from it when the file's generation or
-    model is not the gallery's. Approximate: a true best person may now and then be missed."""
+    """An inverted-file index (IVF-Flat, inner product) over the same rows as ExactSearch
+    (centroids, or images for max), kept in a file beside the database and rebuilt when the
+    file was not built from exactly these rows (a digest of them is stored with it). A query
+    searches the FAISS_SCAN share of the lists nearest it: a true best person may be missed
+    (docs/gallery.md, Scale, measures how often)."""
 
     def __init__(self, snap: Snapshot, path: Path, rule: str = RULE) -> None:
         if rule not in ("centroid", "max"):  # top2 needs every image of a person
             raise FacecmpError(f"the faiss index serves the centroid and max rules, not {rule!r}")
         self.snap, self.path = snap, Path(path)
-        self.matrix = person_matrix(snap, rule)
+        matrix = person_matrix(snap, rule)
+        self.rows = len(matrix)
         self.row_owner = np.arange(len(snap.names)) if rule == "centroid" else snap.owners
-        self.index = self._load() or self._build()
+        digest = fingerprint(matrix)
+        self.index = self._load(digest) or self._build(matrix, digest)
+        self.index.nprobe = faiss_probes(self.index.nlist)
 
-    def _load(self):
+    def _load(self, digest: str):
         try:
             with np.load(self.path, allow_pickle=False) as f:
-                if int(f["generation"]) != self.snap.generation or str(f["model_key"]) != self.snap.model_key:
+                if str(f["fingerprint"]) != digest:
                     return None
                 index = _faiss().deserialize_index(f["index"])
         except (OSError, ValueError, KeyError, RuntimeError):
-            return None  # missing, stale or damaged: rebuilt from the database
-        return index if index.ntotal == len(self.matrix) else None
+            return None  # missing, stale, damaged or of an older facecmp: rebuilt from the rows
+        return index if index.ntotal == self.rows else None
 
-    def _build(self):
+    def _build(self, matrix: np.ndarray, digest: str):
         faiss = _faiss()
-        index = faiss.IndexHNSWFlat(self.matrix.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.add(np.ascontiguousarray(self.matrix))
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
+        lists = faiss_lists(len(matrix))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(matrix.shape[1]), matrix.shape[1], lists,
+                                   faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = FAISS_TRAIN_ITERATIONS
+        sample = min(len(matrix), FAISS_TRAIN_PER_LIST * lists)
+        rows = np.sort(np.random.default_rng(0).choice(len(matrix), sample, replace=False))
+        index.train(np.ascontiguousarray(matrix[rows]))
+        index.add(np.ascontiguousarray(matrix))
+        self._save(faiss.serialize_index(index), digest)
+        return index
+
+    def _save(self, data: np.ndarray, digest: str) -> None:
+        """Write the index file whole or not at all: a directory that cannot be written (a
+        colleague's gallery, a full disk) leaves the index in memory only."""
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
-                np.savez(out, index=faiss.serialize_index(index), generation=self.snap.generation,
-                         model_key=self.snap.model_key)
+                np.savez(out, index=data, fingerprint=digest)
             os.chmod(tmp, 0o644)
             os.replace(tmp, self.path)  # readers see the old file or the new one, never half
         except OSError:
-            Path(tmp).unlink(missing_ok=True)  # e.g. a full disk: the index lives in memory only
-        return index
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k best people of each query (person -1 where fewer were among the nearest rows)."""
         wanted = k if len(self.row_owner) == len(self.snap.names) else 8 * k
-        self.index.hnsw.efSearch = max(FAISS_EF_SEARCH, wanted)
-        sims, rows = self.index.search(normalized(queries), min(len(self.matrix), wanted))
+        sims, rows = self.index.search(normalized(queries), min(self.rows, wanted))
         people = np.full((len(queries), k), -1)
         best = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for q in range(len(queries)):
