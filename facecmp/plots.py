@@ -134,3 +134,16 @@ def error_sheet(items: list[tuple[np.ndarray, str, str, float]], path: Path, tot
     total = len(items) if total is None else total
     fig.suptitle(f"misclassified images: {len(items)} of {total} shown", fontsize=10)
     _save(fig, path)
+
+
+def impostor_distances(table: list[list[float]], one_to_one: float, path: Path) -> None:
+    """An open-set table (facecmp.openset): distance against false match rate, with the 1:1 threshold."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogx([r[0] for r in table], [r[1] for r in table], marker="o", label="different people")
+    ax.axhline(one_to_one, color="gray", ls="--", label=f"1:1 threshold {one_to_one:.3f}")
+    ax.set_xlabel("false match rate (share of different-person comparisons within)")
+    ax.set_ylabel("cosine distance")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     import facecmp
     from facecmp.meta import update_meta
     from facecmp.openset import impostor_table
+    from facecmp.plots import impostor_distances
 
     model = facecmp.load_model(args.model)
     enrolled, enrolled_names, enrolled_failed = embedded(args.enrolled, model)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
               "photos_without_face": enrolled_failed + probes_failed}
     summary = {"model": str(args.model), "cosine": table, **source}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _plot(table, model.meta.threshold_for("cosine")[1], args.out / "table.png")
+    impostor_distances(table, model.meta.threshold_for("cosine")[1], args.out / "table.png")
     for fmr, dist in table:
         print(f"FMR {fmr:g}: cosine distance {dist:.4f}")
     print(f"{comparisons} comparisons of different people, {source['people']} people")
@@ -85,25 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         update_meta(args.model, open_set={"cosine": table}, calibration=calibration)
         print(f"saved in {Path(args.model) / 'meta.json'}")
     return 0
-
-
-def _plot(table: list[list[float]], one_to_one: float, out: Path) -> None:
-    """Distance against false match rate, with the 1:1 threshold for reference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogx([r[0] for r in table], [r[1] for r in table], marker="o", label="different people")
-    ax.axhline(one_to_one, color="gray", ls="--", label=f"1:1 threshold {one_to_one:.3f}")
-    ax.set_xlabel("false match rate (share of different-person comparisons within)")
-    ax.set_ylabel("cosine distance")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
