@@ -12,7 +12,7 @@ from facecmp.errors import FacecmpError
 from facecmp.faces import AnalyzedFace, analyze
 from facecmp.gallery import Gallery
 from facecmp.images import ImageInput
-from facecmp.openset import DEFAULT_FAR, gallery_threshold
+from facecmp.openset import DEFAULT_FAR, naming_threshold
 
 if TYPE_CHECKING:
     from facecmp.api import FaceModel
@@ -58,14 +58,6 @@ def identify(gallery: Gallery, image: ImageInput, model: FaceModel | str | Path 
     fm, _ = gallery.use_model(model)
     faces = analyze(image, fm, detector, masked_embeddings=True)
     return search_faces(gallery, fm, faces, top_k, threshold, search, far)
-
-
-def naming_threshold(meta, people: int, threshold: float | None = None, far: float = DEFAULT_FAR) -> float:
-    """The cosine distance within which a face is named among `people` people: threshold if
-    given, else the model's open-set threshold for that gallery size, else its 1:1 one."""
-    if threshold is not None or not meta.open_set.get("cosine"):
-        return meta.threshold_for("cosine", threshold)[1]
-    return gallery_threshold(meta, people, far)
 
 
 def search_faces(gallery: Gallery, fm: FaceModel, faces: list[AnalyzedFace], top_k: int = 5,

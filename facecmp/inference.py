@@ -204,8 +204,8 @@ class ModelRunner:
 
     def __init__(self, model_dir: Path, with_head: bool = False, fast: bool = True) -> None:
         self.with_head = with_head
-        # one forward pass at a time (the plain forward; predictors run on network_thread()):
-        # one pass already uses every core; detection and alignment overlap across threads
+        # the plain forward one pass at a time, as predictors run on network_thread(): one
+        # pass already uses every core; detection and alignment overlap across threads
         self.lock = threading.Lock()
         self.predictor = fast_predictor(model_dir, with_head) if fast else None
         self.net = None
@@ -216,9 +216,9 @@ class ModelRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """N x 3 x S x S float32 network input -> N x 512 embeddings (N x classes logits)."""
+        if self.predictor is not None:
+            return self.predictor(x)
         with self.lock:
-            if self.predictor is not None:
-                return self.predictor(x)
             paddle = import_paddle()
             with paddle.no_grad():
                 layer = self.net if self.with_head else self.net.backbone

@@ -65,3 +65,12 @@ def gallery_threshold(meta: ModelMeta, people: int, far: float = DEFAULT_FAR) ->
     dists = np.asarray([row[1] for row in table])[::-1]
     value = float(np.interp(math.log(fmr), levels, dists))  # clamped at both ends
     return min(value, one_to_one)
+
+
+def naming_threshold(meta: ModelMeta, people: int, threshold: float | None = None,
+                     far: float = DEFAULT_FAR) -> float:
+    """The cosine distance within which a face is named among `people` people: threshold if
+    given, else the model's open-set threshold for that gallery size, else its 1:1 one."""
+    if threshold is not None or not meta.open_set.get("cosine"):
+        return meta.threshold_for("cosine", threshold)[1]
+    return gallery_threshold(meta, people, far)

@@ -26,8 +26,8 @@ import numpy as np
 from facecmp.errors import FacecmpError, ImageError
 from facecmp.faces import Label, analyze
 from facecmp.gallery import Gallery
-from facecmp.identification import UNKNOWN, name_vectors, naming_threshold
-from facecmp.openset import DEFAULT_FAR
+from facecmp.identification import UNKNOWN, name_vectors
+from facecmp.openset import DEFAULT_FAR, naming_threshold
 from facecmp.tracking import Track, Tracker
 
 if TYPE_CHECKING:
@@ -243,8 +243,8 @@ def identify_video(gallery: Gallery, source: str | Path | int, model: FaceModel 
 
     Every `every`th frame is analysed, and at most `max_frames` are read. A track is named from
     the mean of its embeddings (docs/gallery.md, "Video"), at `threshold` if given, else at the
-    gallery's open-set threshold for `far` (identification.naming_threshold). A video that cannot be opened, or
-    gives no frame, raises VideoError; one that ends early, or Ctrl-C, stops the loop with
+    gallery's open-set threshold for `far` (openset.naming_threshold). A video that cannot be
+    opened, or gives no frame, raises VideoError; one that ends early, or Ctrl-C, stops the loop with
     `stopped` set, and everything read until then is in the result and the files.
     """
     if every < 1 or top_k < 1 or (max_frames is not None and max_frames < 1):

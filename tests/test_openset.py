@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from facecmp.errors import FacecmpError, ModelError
-from facecmp.identification import naming_threshold
 from facecmp.meta import ModelMeta
-from facecmp.openset import gallery_threshold, impostor_table
+from facecmp.openset import gallery_threshold, impostor_table, naming_threshold
 
 
 def _meta(**values) -> ModelMeta:
