@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -100,13 +101,26 @@ class Gallery:
         self._searches: dict[str, Any] = {}
         self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
-            self._prepare(create)
+            self._prepare_waiting(create)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise FacecmpError(f"{self.path}: not a usable gallery ({exc})") from None
         except FacecmpError:
             self.db.close()
             raise
+
+    def _prepare_waiting(self, create: bool) -> None:
+        """_prepare, tried again while another process holds the lock. Switching a new file to
+        WAL fails at once with "database is locked" while another process is making the same
+        file (SQLite does not call the busy handler there), so the wait is done here."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                return self._prepare(create)
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _prepare(self, create: bool) -> None:
         """Settings of this connection, then the schema (made when new, checked when not)."""

@@ -313,6 +313,38 @@ def test_a_bulk_enrolment_killed_part_way_resumes_without_loss_or_duplicates(ide
 
 
 @pytest.mark.slow
+def _open_new_galleries(paths: list[str], barrier, results) -> None:
+    from facecmp.errors import FacecmpError
+    from facecmp.gallery import Gallery
+
+    for path in paths:
+        barrier.wait()  # every process opens the same new file at the same moment
+        try:
+            Gallery(path, create=True).close()
+        except FacecmpError as exc:
+            results.put(str(exc))
+
+
+def test_processes_making_one_new_gallery_at_once_all_open_it(tmp_path):
+    # switching a new file to WAL fails at once while another process makes it; CI once lost an
+    # enrolment to that
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    paths = [str(tmp_path / f"g{i}.db") for i in range(30)]
+    barrier, results = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_open_new_galleries, args=(paths, barrier, results)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    errors = []
+    while not results.empty():
+        errors.append(results.get())
+    assert [p.exitcode for p in procs] == [0] * 6
+    assert errors == []
+
+
 def test_two_processes_enrolling_into_one_gallery_at_once_both_succeed(identities, tmp_path):
     db = tmp_path / "shared.db"
     names = sorted(d.name for d in identities.iterdir())
