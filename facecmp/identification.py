@@ -32,10 +32,12 @@ class Identification:
     model: str = "identity"  # "masked": the face wears a mask and was searched by the masked model
 
     def to_json(self) -> dict[str, Any]:
-        """As `facecmp identify --json` prints it: path, box, name, distance, candidates, mask, expression."""
+        """As `facecmp identify --json` prints it: path, box, name, distance, threshold,
+        candidates, mask, expression, model."""
         face = self.face.to_json()
         return {"path": face["path"], "box": face["box"], "name": self.name,
                 "distance": None if self.distance is None else round(self.distance, 6),
+                "threshold": round(self.threshold, 6),
                 "candidates": [{"name": n, "distance": round(d, 6)} for n, d in self.candidates],
                 "mask": face["mask"], "expression": face["expression"], "model": self.model}
 

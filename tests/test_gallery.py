@@ -152,9 +152,11 @@ def test_enrolled_people_are_named_and_strangers_are_unknown(gallery, tmp_path):
     faces = json.loads(res.stdout)
     assert [f["name"] for f in faces] == ["Serena_Williams", "unknown"]
     for f in faces:
-        assert set(f) == {"path", "box", "name", "distance", "candidates", "mask", "expression", "model"}
+        assert set(f) == {"path", "box", "name", "distance", "threshold", "candidates", "mask",
+                          "expression", "model"}
         assert len(f["candidates"]) == 2 and f["mask"]["label"] in ("WithMask", "WithoutMask")
     assert faces[0]["distance"] == faces[0]["candidates"][0]["distance"] <= _threshold() < faces[1]["distance"]
+    assert faces[0]["distance"] <= faces[0]["threshold"] < faces[1]["distance"]
     res = _run("identify", "--gallery", gallery, _pair_photo(tmp_path), "--json")
     assert sorted(f["name"] for f in json.loads(res.stdout)) == ["Abel_Pacheco", "Colin_Powell"]
     text = _run("identify", "--gallery", gallery, known).output
