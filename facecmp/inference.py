@@ -23,7 +23,7 @@ import numpy as np
 from facecmp.errors import FacecmpError
 from facecmp.meta import META, ModelMeta
 from facecmp.modeldir import BACKBONE, HEAD
-from facecmp.runtime import cache_dir, cpu_count, import_paddle
+from facecmp.runtime import cache_dir, cpu_count, import_paddle, inference_api
 
 EXPORT_DIRS = {False: "inference", True: "inference-classifier"}  # by with_head
 EXPORT_VERSION = "3"  # bump when the export itself changes, so old exports are rebuilt
@@ -152,17 +152,17 @@ class Predictor:
     """A paddle.inference predictor (oneDNN on CPU) for an exported backbone."""
 
     def __init__(self, export_dir: Path, threads: int | None = None):
-        inference = import_paddle().inference
+        config, create_predictor = inference_api()
 
         model = export_dir / "backbone.json"
         if not model.is_file():
             model = export_dir / "backbone.pdmodel"
-        cfg = inference.Config(str(model), str(export_dir / "backbone.pdiparams"))
+        cfg = config(str(model), str(export_dir / "backbone.pdiparams"))
         cfg.disable_gpu()
         cfg.enable_mkldnn()
         cfg.set_cpu_math_library_num_threads(threads or cpu_count())
         cfg.disable_glog_info()
-        self.predictor = inference.create_predictor(cfg)
+        self.predictor = create_predictor(cfg)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
@@ -172,7 +172,7 @@ class Predictor:
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         self.input.reshape(list(x.shape))
-        self.input.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+        self.input._copy_from_cpu_bind(np.ascontiguousarray(x, dtype=np.float32))  # copy_from_cpu without Paddle's type check
         self.predictor.run()
         return self.output.copy_to_cpu()
 

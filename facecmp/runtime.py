@@ -9,11 +9,16 @@ The user's own environment always wins over these defaults.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import io
 import os
+import sys
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 
 def cache_dir() -> Path:
@@ -62,3 +67,55 @@ def import_paddle() -> ModuleType:
         import paddle
     paddle.disable_signal_handler()
     return paddle
+
+
+_CORE_LOCK = threading.Lock()
+
+
+def inference_api() -> tuple[Any, Any]:
+    """paddle.inference's Config and create_predictor.
+
+    Importing Paddle takes about 1.3 s, most of a cold `facecmp compare`; a predictor needs
+    only Paddle's compiled core, which loads in about 0.3 s. So until something imports
+    Paddle, the core is loaded alone and initialised as paddle/base/__init__.py does, and a
+    later `import paddle` reuses it. Any failure falls back to importing Paddle.
+    """
+    if "paddle" not in sys.modules:
+        with _CORE_LOCK:
+            core = _paddle_core()
+        if core is not None:
+            return core.AnalysisConfig, core.create_predictor
+    inference = import_paddle().inference
+    return inference.Config, inference.create_predictor
+
+
+@functools.lru_cache(maxsize=1)
+def _paddle_core() -> ModuleType | None:
+    """paddle.base.libpaddle, loaded and initialised without the paddle package, or None."""
+    name = "paddle.base.libpaddle"
+    if name in sys.modules:
+        return sys.modules[name]
+    configure_environment()
+    try:
+        package = importlib.util.find_spec("paddle")
+        if package is None or package.origin is None:
+            return None
+        root = Path(package.origin).parent
+        spec = importlib.util.spec_from_file_location(name, root / "base" / "libpaddle.so")
+        if spec is None or spec.loader is None:
+            return None
+        core = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(core)
+        core._set_paddle_lib_path(str(root / "libs"))
+        flags = [key[len("FLAGS_"):] for key in core.globals().keys() if key.startswith("FLAGS_")]
+        core.init_gflags(["--tryfromenv=" + ",".join(flags)])
+        core.init_glog(sys.argv[0] if sys.argv and sys.argv[0] else "facecmp")
+        core.init_memory_method()
+        core.init_devices()
+        core.init_tensor_operants()
+        core.init_default_kernel_signatures()
+        core.disable_signal_handler()
+    except Exception:  # another build or layout of Paddle: import it the ordinary way
+        return None
+    sys.modules[name] = core  # `import paddle` later picks up this core instead of loading it again
+    return core
