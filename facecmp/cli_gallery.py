@@ -142,12 +142,14 @@ def identify(db, images, top_k, threshold, far, as_json, video, out, csv_path, e
         sys.exit(3 if all(isinstance(p, NoFaceError) for p in problems) else 1)
 
 
-def _track_line(t, threshold: float) -> str:
+def _track_line(t) -> str:
     """One track of a video as a line of text."""
     if t.distance is None:
         who = "unknown (the gallery is empty)"
     else:
-        who = f"{t.name} (distance {t.distance:.4f} {'<=' if t.distance <= threshold else '>'} {threshold:.4f})"
+        by = ", masked model" if t.model == "masked" else ""
+        who = (f"{t.name} (distance {t.distance:.4f} {'<=' if t.distance <= t.threshold else '>'} "
+               f"{t.threshold:.4f}{by})")
     summary = t.to_json()
     labels = "".join(f", {summary[k]}" for k in ("mask", "expression") if summary[k])
     cands = "; ".join(f"{n} {d:.4f}" for n, d in t.candidates)
@@ -168,7 +170,7 @@ def _identify_video(db, video, out, csv_path, every, max_frames, top_k, threshol
         click.echo(json.dumps(r.to_json()))
     else:
         for t in r.tracks.values():
-            click.echo(_track_line(t, r.threshold))
+            click.echo(_track_line(t))
     if r.stopped:
         click.echo(f"{'note' if r.interrupted else 'error'}: {r.stopped}; kept what was read", err=True)
     wrote = ", ".join(str(p) for p in (out, csv_path) if p)

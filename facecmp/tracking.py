@@ -4,7 +4,8 @@ The rule (docs/gallery.md, "Video"): a face of a processed frame continues the t
 last box overlaps it most (IoU >= iou_min), provided its embedding is within max_distance
 (cosine) of the mean of the track's embeddings so far; pairs are taken greedily, highest IoU
 first. A face that continues no track starts one; a track not seen for more than max_missed
-processed frames ends. A track is named from the mean of all its embeddings, so one blurred
+processed frames ends. A track is named from the mean of all its embeddings (while it wears a
+mask: of the masked model's embeddings of its masked frames), so one blurred
 or turned frame does not rename it, and a different person stepping into the same place
 (a cut) fails the distance check and starts a new track instead of inheriting the name.
 """
@@ -47,11 +48,26 @@ class Track:
     last_frame: int
     hits: int = 1  # processed frames the face was seen in
     missed: int = 0  # processed frames since it was last seen
+    masked_total: np.ndarray | None = field(default=None, repr=False)  # sum of the masked model's
+    masked_hits: int = 0  # unit embeddings, over the frames the face wore a mask
+    masked: bool = False  # the face wore a mask when it was last seen
 
     @property
     def mean(self) -> np.ndarray:
         """The unit mean of the track's embeddings: what it is identified by."""
         return _unit(self.total)
+
+    @property
+    def masked_mean(self) -> np.ndarray | None:
+        """The unit mean of the masked model's embeddings of its masked frames (None: none)."""
+        return None if self.masked_total is None else _unit(self.masked_total)
+
+    def _add_masked(self, vector: np.ndarray | None) -> None:
+        self.masked = vector is not None
+        if vector is not None:
+            unit = _unit(vector)
+            self.masked_total = unit if self.masked_total is None else self.masked_total + unit
+            self.masked_hits += 1
 
 
 class Tracker:
@@ -62,9 +78,13 @@ class Tracker:
         self.active: list[Track] = []
         self.next_id = 1
 
-    def update(self, frame: int, boxes: np.ndarray, embeddings: np.ndarray) -> list[Track]:
-        """The track of each face (n boxes x 4, n embeddings x d) of frame, in the faces' order."""
+    def update(self, frame: int, boxes: np.ndarray, embeddings: np.ndarray,
+               masked: list[np.ndarray | None] | None = None) -> list[Track]:
+        """The track of each face (n boxes x 4, n embeddings x d) of frame, in the faces' order.
+        masked: per face, the masked model's embedding where the face wears a mask, else None
+        (pooled apart, to name a track while it wears one)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        masked = masked if masked is not None else [None] * len(boxes)
         units = _unit(np.asarray(embeddings).reshape(len(boxes), -1)) if len(boxes) else np.zeros((0, 0))
         chosen: list[Track | None] = [None] * len(boxes)
         if self.active and len(boxes):
@@ -86,6 +106,7 @@ class Tracker:
                 chosen[f] = track = Track(self.next_id, boxes[f], units[f].copy(), frame, frame)
                 self.next_id += 1
                 self.active.append(track)
+            track._add_masked(masked[f])
         return chosen  # type: ignore[return-value]
 
     @staticmethod

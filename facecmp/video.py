@@ -39,7 +39,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 FOURCC = {".mp4": "mp4v", ".avi": "MJPG"}  # the codecs opencv-python-headless writes
 CSV_COLUMNS = ("frame", "time_s", "track", "x1", "y1", "x2", "y2", "name", "distance",
-               "mask", "mask_probability", "expression", "expression_probability")
+               "mask", "mask_probability", "expression", "expression_probability", "model")
 CAMERA_FPS = 30.0  # the annotated video's rate when the source does not say its own
 
 
@@ -63,20 +63,21 @@ class Detection:
     distance: float | None  # the track's mean embedding to the named (or nearest) person
     mask: Label | None
     expression: Label | None
+    model: str = "identity"  # "masked": the face wore a mask and its track was named by the masked model
 
     def row(self) -> list[Any]:
         """The CSV row (CSV_COLUMNS)."""
         labels = [v for lab in (self.mask, self.expression)
                   for v in ((lab.label, f"{lab.probability:.4f}") if lab else ("", ""))]
         return [self.frame, f"{self.time:.3f}", self.track, *(f"{v:.1f}" for v in self.box), self.name,
-                "" if self.distance is None else f"{self.distance:.4f}", *labels]
+                "" if self.distance is None else f"{self.distance:.4f}", *labels, self.model]
 
     def to_json(self) -> dict[str, Any]:
-        """frame, time, track, box, name, distance, mask and expression ({label, probability})."""
+        """frame, time, track, box, name, distance, mask and expression ({label, probability}), model."""
         return {"frame": self.frame, "time": round(self.time, 3), "track": self.track, "box": self.box,
                 "name": self.name, "distance": None if self.distance is None else round(self.distance, 6),
                 "mask": self.mask and self.mask.to_json(),
-                "expression": self.expression and self.expression.to_json()}
+                "expression": self.expression and self.expression.to_json(), "model": self.model}
 
 
 @dataclass
@@ -86,6 +87,8 @@ class TrackSummary:
     id: int
     name: str = UNKNOWN
     distance: float | None = None
+    threshold: float = 0.0  # the naming distance of the model that named it
+    model: str = "identity"
     candidates: list[tuple[str, float]] = field(default_factory=list)
     first_frame: int = 0
     last_frame: int = 0
@@ -96,9 +99,11 @@ class TrackSummary:
     expressions: Counter = field(default_factory=Counter, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        """id, name, distance, candidates, frames and times seen, detections, mask, expression."""
+        """id, name, distance, threshold, model, candidates, frames and times seen, detections,
+        mask, expression."""
         return {"track": self.id, "name": self.name,
                 "distance": None if self.distance is None else round(self.distance, 6),
+                "threshold": round(self.threshold, 6), "model": self.model,
                 "candidates": [{"name": n, "distance": round(d, 6)} for n, d in self.candidates],
                 "first_frame": self.first_frame, "last_frame": self.last_frame,
                 "first_time": round(self.first_time, 3), "last_time": round(self.last_time, 3),
@@ -112,7 +117,8 @@ class VideoResult:
 
     source: str
     video_fps: float  # the source's frame rate (0: not known)
-    threshold: float
+    threshold: float  # the identity model's naming distance
+    masked_threshold: float | None = None  # the masked model's (None: no masked vectors to search)
     frames_read: int = 0
     frames_processed: int = 0
     seconds: float = 0.0  # wall-clock time of the loop
@@ -129,6 +135,7 @@ class VideoResult:
     def to_json(self) -> dict[str, Any]:
         """The summary, the tracks and the detections as one object."""
         return {"source": self.source, "video_fps": self.video_fps, "threshold": round(self.threshold, 6),
+                "masked_threshold": None if self.masked_threshold is None else round(self.masked_threshold, 6),
                 "frames_read": self.frames_read, "frames_processed": self.frames_processed,
                 "seconds": round(self.seconds, 3), "fps": round(self.fps, 2), "stopped": self.stopped,
                 "tracks": [t.to_json() for t in self.tracks.values()],
@@ -215,11 +222,21 @@ class _Outputs:
             self.file.close()
 
 
-def _name_tracks(gallery: Gallery, tracks: list[Track], top_k: int, threshold: float) -> list[tuple]:
-    """(name, distance, candidates) of each track, from the mean of its embeddings."""
-    if not tracks:
-        return []
-    return name_vectors(gallery.searcher(), np.stack([t.mean for t in tracks]), top_k, threshold)
+def _name_tracks(gallery: Gallery, tracks: list[Track], top_k: int, result: VideoResult) -> list[tuple]:
+    """(name, distance, candidates, threshold, model) of each track: from the mean of its
+    embeddings, or, while it wears a mask and the gallery holds masked vectors, from the mean of
+    the masked model's embeddings of its masked frames."""
+    out: list[tuple | None] = [None] * len(tracks)
+    for masked in (False, True):
+        mine = [i for i, t in enumerate(tracks)
+                if masked == (result.masked_threshold is not None and t.masked and t.masked_mean is not None)]
+        if not mine:
+            continue
+        limit = result.masked_threshold if masked else result.threshold
+        vectors = np.stack([tracks[i].masked_mean if masked else tracks[i].mean for i in mine])
+        for i, named in zip(mine, name_vectors(gallery.searcher(masked=masked), vectors, top_k, limit)):
+            out[i] = (*named, limit, "masked" if masked else "identity")
+    return out  # type: ignore[return-value]
 
 
 def _progress(result: VideoResult, total: int, started: float, last: float) -> float:
@@ -260,12 +277,15 @@ def identify_video(gallery: Gallery, source: str | Path | int, model: FaceModel 
     outputs = None
     try:
         fm, _ = gallery.use_model(model)
-        threshold = naming_threshold(fm.meta, len(gallery.searcher().snap.names), threshold, far)
+        people = len(gallery.searcher().snap.names)
+        masked_threshold = (naming_threshold(fm.masked.meta, people, threshold, far)
+                            if fm.masked is not None and gallery.masked_model is not None else None)
+        threshold = naming_threshold(fm.meta, people, threshold, far)
         tracker = Tracker(max_distance=fm.meta.threshold_for("cosine")[1])  # the 1:1 rule, whatever names
-        result = VideoResult(label, 0.0 if camera else max(0.0, cap.get(cv2.CAP_PROP_FPS)), threshold)
+        result = VideoResult(label, 0.0 if camera else max(0.0, cap.get(cv2.CAP_PROP_FPS)), threshold,
+                             masked_threshold)
         outputs = _Outputs(out, csv_path, result.video_fps or cap.get(cv2.CAP_PROP_FPS) or CAMERA_FPS)
-        step = functools.partial(_process, gallery, fm, tracker, top_k=top_k, detector=detector,
-                                 threshold=threshold)
+        step = functools.partial(_process, gallery, fm, tracker, top_k=top_k, detector=detector)
         _read(cap, camera, result, outputs, step, every, max_frames, progress)
     finally:
         if outputs is not None:
@@ -312,18 +332,25 @@ def _read(cap: cv2.VideoCapture, camera: bool, result: VideoResult, outputs: _Ou
 
 
 def _process(gallery: Gallery, fm: FaceModel, tracker: Tracker, bgr: np.ndarray, result: VideoResult,
-             when: float, *, top_k: int, detector: str | None, threshold: float) -> list[Detection]:
+             when: float, *, top_k: int, detector: str | None) -> list[Detection]:
     """Analyse one frame, follow and name its faces, record them in result; its detections."""
+    from facecmp.masked import MASKED_AT
+
     frame = result.frames_read
-    faces = analyze(np.ascontiguousarray(bgr[:, :, ::-1]), fm, detector)
+    searched = result.masked_threshold is not None
+    faces = analyze(np.ascontiguousarray(bgr[:, :, ::-1]), fm, detector, masked_embeddings=searched)
     result.frames_processed += 1
+    masked = [f.masked_embedding if searched and f.p_masked is not None and f.p_masked >= MASKED_AT else None
+              for f in faces]
     tracks = tracker.update(frame, np.array([f.box for f in faces]).reshape(-1, 4),
-                            np.array([f.embedding for f in faces]))
+                            np.array([f.embedding for f in faces]), masked)
     detections = []
-    for face, track, (name, dist, cands) in zip(faces, tracks, _name_tracks(gallery, tracks, top_k, threshold)):
-        d = Detection(frame, when, track.id, face.box, name, dist, face.mask, face.expression)
+    for face, track, (name, dist, cands, limit, model) in zip(faces, tracks,
+                                                              _name_tracks(gallery, tracks, top_k, result)):
+        d = Detection(frame, when, track.id, face.box, name, dist, face.mask, face.expression, model)
         s = result.tracks.setdefault(track.id, TrackSummary(track.id, first_frame=frame, first_time=when))
         s.name, s.distance, s.candidates, s.last_frame, s.last_time = name, dist, cands, frame, when
+        s.threshold, s.model = limit, model
         s.detections += 1
         s.masks.update([face.mask.label] if face.mask else [])
         s.expressions.update([face.expression.label] if face.expression else [])

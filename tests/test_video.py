@@ -180,7 +180,7 @@ def test_a_video_is_identified_tracked_written_and_timed(clip, tmp_path):
     assert res.exit_code == 0, res.output
     rows = _rows(table)
     assert list(rows[0]) == ["frame", "time_s", "track", "x1", "y1", "x2", "y2", "name", "distance",
-                             "mask", "mask_probability", "expression", "expression_probability"]
+                             "mask", "mask_probability", "expression", "expression_probability", "model"]
     n = len(SHIFTS)
     assert [int(r["frame"]) for r in rows] == list(range(2 * n))  # one face a frame
     assert [r["name"] for r in rows] == [KNOWN] * n + ["unknown"] * n
@@ -213,6 +213,34 @@ def test_every_nth_frame_max_frames_and_json_from_python_and_cli(clip, tmp_path)
     assert found["tracks"][0]["candidates"][0]["name"] == KNOWN
     assert [d["frame"] for d in found["detections"]] == [0, 4, 8, 12]
     assert res.stderr.splitlines()[-1].startswith("processed 4 of 16 frames")
+
+
+@pytest.mark.slow
+def test_a_track_in_a_mask_is_named_by_the_masked_model(tmp_path):
+    from facecmp.detect import detect_faces, pick_face
+    from facecmp.masks import draw_mask
+
+    db = tmp_path / "people.db"  # enrolled from bare photos; the gallery keeps masked-model vectors too
+    for name, photos in ((KNOWN, (1, 2, 3)), (STRANGER, (1,)), ("Abel_Pacheco", (1,)), ("Serena_Williams", (1,))):
+        assert _run("enroll", "--gallery", db, name, *[_lfw(name, n) for n in photos]).exit_code == 0
+    frames = _frames(KNOWN, 4)
+    rgb = np.ascontiguousarray(frames[0][:, :, ::-1])
+    covered = draw_mask(rgb, pick_face(detect_faces(rgb))[0].landmarks, np.random.default_rng(0), "n95", "dark")
+    masked = [cv2.warpAffine(np.ascontiguousarray(covered[:, :, ::-1]), np.float32([[1, 0, dx], [0, 1, dy]]),
+                             covered.shape[1::-1], borderMode=cv2.BORDER_REPLICATE) for dx, dy in SHIFTS]
+    video = _write(tmp_path / "masked.mp4", frames + masked, "mp4v")  # bare, then the same face in a mask
+    with facecmp.Gallery(db) as g:
+        result = facecmp.identify_video(g, video, top_k=4)
+    n = len(SHIFTS)
+    assert result.masked_threshold is not None
+    assert [d.mask.label for d in result.detections] == ["WithoutMask"] * n + ["WithMask"] * n
+    # one track throughout, named by the masked model (from its masked frames) once the mask is on
+    assert len(result.tracks) == 1
+    assert [d.model for d in result.detections] == ["identity"] * n + ["masked"] * n
+    assert [d.name for d in result.detections[:n]] == [KNOWN] * n
+    (track,) = result.tracks.values()
+    assert (track.model, track.threshold, track.candidates[0][0]) == ("masked", result.masked_threshold, KNOWN)
+    assert track.name == (KNOWN if track.distance <= track.threshold else "unknown")
 
 
 @pytest.mark.slow
