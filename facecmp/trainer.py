@@ -37,7 +37,21 @@ class CropDataset(paddle.io.Dataset):
         super().__init__()
         self.crops, self.labels, self.meta, self.aug_cfg = crops, labels, meta, aug_cfg
         self.targets, self.index = targets, index
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.rng = seed, np.random.default_rng(seed)
+        self._worker: tuple[tuple[int, int], np.random.Generator] | None = None
+
+    def _generator(self) -> np.random.Generator:
+        """The augmentation draws: the dataset's own in the main process; in a data worker, one
+        seeded from the epoch's seed Paddle gives the workers and the worker's number (each
+        worker holds a copy of the dataset, whose one generator would repeat every draw in
+        every worker and every epoch)."""
+        info = paddle.io.get_worker_info()
+        if info is None:
+            return self.rng
+        key = (info.seed, info.id)  # Paddle's seed is one per epoch, shared by the workers
+        if self._worker is None or self._worker[0] != key:
+            self._worker = (key, np.random.default_rng([self.seed, *key]))
+        return self._worker[1]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -45,7 +59,7 @@ class CropDataset(paddle.io.Dataset):
     def __getitem__(self, i: int):
         img = self.crops[i if self.index is None else self.index[i]]
         if self.aug_cfg is not None:
-            img = augment(img, self.aug_cfg, self.rng)
+            img = augment(img, self.aug_cfg, self._generator())
         x = to_tensor_batch(img[None], self.meta)[0]
         y = np.asarray([self.labels[i]], dtype=np.int64)
         return (x, y, y, *(t[i] for t in self.targets))

@@ -130,3 +130,24 @@ def test_gray_must_be_a_probability(tmp_path):
     bad.write_text("data:\n  augment: {gray: 1.5}\n")
     with pytest.raises(FacecmpError, match="data.augment.gray must be a probability"):
         load_config("mask", bad)
+
+
+def test_data_workers_draw_their_own_augmentations_each_epoch():
+    # every worker holds a copy of the dataset: with one shared generator, each would draw the
+    # same augmentations, and the same again in every epoch
+    import paddle
+
+    from facecmp.meta import ModelMeta
+    from facecmp.trainer import CropDataset
+
+    crop = np.random.default_rng(4).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    crops = np.repeat(crop, 8, axis=0)  # one crop eight times: any difference is augmentation
+    meta = ModelMeta(task="identity", arch="resnet18", activation="relu", input_size=64, color="rgb",
+                     mean=[0.5] * 3, std=[0.5] * 3, crop=CropConfig(method="align"))
+    ds = CropDataset(crops, np.zeros(8, dtype=np.int64), meta, AugmentConfig(crop_area=0.6), seed=0)
+    loader = paddle.io.DataLoader(ds, batch_size=1, num_workers=2, shuffle=False)
+    epochs = [[b[0].numpy()[0] for b in loader] for _ in range(2)]
+    first, second = epochs
+    # items 0 and 1 come from different workers (one batch each, in turn)
+    assert not np.array_equal(first[0], first[1])
+    assert not np.array_equal(first[0], second[0]) and not np.array_equal(first[1], second[1])
