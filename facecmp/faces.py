@@ -53,11 +53,7 @@ class AnalyzedFace:
     @property
     def p_masked(self) -> float | None:
         """The mask head's probability that the face wears a mask (None: not asked)."""
-        if self.mask is None:
-            return None
-        from facecmp.masked import MASK_CLASS
-
-        return self.mask.probability if self.mask.label == MASK_CLASS else 1.0 - self.mask.probability
+        return None if self.mask is None else _p_masked(self.mask)
 
     def to_json(self) -> dict[str, Any]:
         """path, box, landmarks, score, mask and expression ({label, probability}); no embedding."""
@@ -77,6 +73,20 @@ def _labels(model: FaceModel, crops: list[np.ndarray]) -> list[Label]:
     return [Label(clf.classes[int(np.argmax(p))], float(np.max(p))) for p in probs]
 
 
+def _p_masked(label: Label) -> float:
+    """The probability of a mask in the mask head's answer."""
+    from facecmp.masked import MASK_CLASS
+
+    return label.probability if label.label == MASK_CLASS else 1.0 - label.probability
+
+
+def _wears_mask(label: Label) -> bool:
+    """Whether the mask head's answer reaches the point where the masked model takes over."""
+    from facecmp.masked import MASKED_AT
+
+    return _p_masked(label) >= MASKED_AT
+
+
 def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
             detector: str | None = None, *, mask_model: FaceModel | str | Path | None = None,
             expression_model: FaceModel | str | Path | None = None,
@@ -85,8 +95,9 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
 
     model is the identity model (default: the bundled one); mask and expression come from
     the bundled heads unless given, and are left out (None) with attributes=False. With
-    masked_embeddings, where the identity model names a masked model, each face has that
-    model's embedding too (the gallery stores and searches it). detector:
+    masked_embeddings, where the identity model names a masked model, faces have that model's
+    embedding too (the gallery stores and searches it): every face with attributes=False, only
+    those the mask head calls masked (facecmp.masked.MASKED_AT) otherwise. detector:
     "mtcnn" (default: the identity model's), "mtcnn-masked", "haar", or "none" (the image is
     one face crop). Raises ImageError for an image that cannot be read.
     """
@@ -113,10 +124,14 @@ def analyze(image: ImageInput, model: FaceModel | str | Path | None = None,
     if not found:
         return []
     vectors = identity.embedder.embed_crops(np.stack(crops[0]))
-    masked = [None] * len(found)
-    if masked_embeddings and identity.masked is not None:
-        masked = identity.masked.embedder.embed_crops(np.stack(crops[0]))
     labels = [_labels(h, c) for h, c in zip(heads, crops[1:])] or [[None] * len(found)] * 2
+    masked: list[np.ndarray | None] = [None] * len(found)
+    if masked_embeddings and identity.masked is not None:
+        wanted = [i for i in range(len(found)) if not attributes or _wears_mask(labels[0][i])]
+        if wanted:
+            got = identity.masked.embedder.embed_crops(np.stack([crops[0][i] for i in wanted]))
+            for i, vector in zip(wanted, got):
+                masked[i] = vector
     out = []
     for i, face in enumerate(found):
         where = face.to_json() if face is not None else {"box": None, "landmarks": None, "score": None}

@@ -334,14 +334,12 @@ def _read(cap: cv2.VideoCapture, camera: bool, result: VideoResult, outputs: _Ou
 def _process(gallery: Gallery, fm: FaceModel, tracker: Tracker, bgr: np.ndarray, result: VideoResult,
              when: float, *, top_k: int, detector: str | None) -> list[Detection]:
     """Analyse one frame, follow and name its faces, record them in result; its detections."""
-    from facecmp.masked import MASKED_AT
-
     frame = result.frames_read
     searched = result.masked_threshold is not None
+    # the masked model's embedding comes only with the faces the mask head calls masked
     faces = analyze(np.ascontiguousarray(bgr[:, :, ::-1]), fm, detector, masked_embeddings=searched)
     result.frames_processed += 1
-    masked = [f.masked_embedding if searched and f.p_masked is not None and f.p_masked >= MASKED_AT else None
-              for f in faces]
+    masked = [f.masked_embedding for f in faces]
     tracks = tracker.update(frame, np.array([f.box for f in faces]).reshape(-1, 4),
                             np.array([f.embedding for f in faces]), masked)
     detections = []

@@ -90,3 +90,18 @@ def test_a_gallery_searches_a_masked_face_with_the_masked_model(photos):
     assert masked.threshold == gallery_threshold(fm.masked.meta, 2) and masked.face.p_masked >= MASKED_AT
     assert masked.threshold < fm.masked.meta.thresholds["cosine"]
     assert masked.to_json()["model"] == "masked"
+
+
+def test_analyze_embeds_with_the_masked_model_only_the_faces_in_masks(photos):
+    fm = facecmp.load_model()
+    bare, = facecmp.analyze(photos["a"], fm, masked_embeddings=True)
+    masked, = facecmp.analyze(photos["masked"], fm, masked_embeddings=True)
+    assert bare.p_masked < MASKED_AT and bare.masked_embedding is None
+    assert masked.p_masked >= MASKED_AT and masked.masked_embedding.shape == (512,)
+    # without the mask head (enrolment), every face gets both embeddings
+    plain, = facecmp.analyze(photos["a"], fm, attributes=False, masked_embeddings=True)
+    assert plain.mask is None and plain.masked_embedding.shape == (512,)
+    u, v = (x / np.linalg.norm(x) for x in (plain.masked_embedding, plain.embedding))
+    cos = u @ v
+    assert float(cos) < 0.999  # two different models
+    assert facecmp.analyze(photos["masked"], fm)[0].masked_embedding is None  # not asked
