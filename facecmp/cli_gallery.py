@@ -52,17 +52,32 @@ def _report(outcomes, db: Path) -> None:
 @click.option("--bulk", type=click.Path(path_type=Path),
               help="Enrol each identity folder of this folder under its folder name.")
 @click.option("--no-append", is_flag=True, help="Refuse a name that is already enrolled.")
+@click.option("--video", metavar="FILE_OR_CAMERA",
+              help="Enrol NAME from frames of a video file or a camera index (0, 1, ...).")
+@click.option("--frames", type=click.IntRange(1), default=5, show_default=True,
+              help="--video: photos to keep (frames with one face, unlike each other).")
+@click.option("--every", type=click.IntRange(1), help="--video: analyse every Nth frame "
+              "(default: a file sampled evenly, a camera every 5th).")
+@click.option("--max-frames", type=click.IntRange(1), help="--video: read at most this many frames.")
 @MODEL_OPT
 @DETECTOR_OPT
 @friendly
-def enroll(db, name, images, bulk, no_append, model, detector) -> None:
-    """Enrol photos of a person (NAME IMAGE_OR_DIR...), or of many people (--bulk DIR)."""
+def enroll(db, name, images, bulk, no_append, video, frames, every, max_frames, model, detector) -> None:
+    """Enrol photos of a person (NAME IMAGE_OR_DIR...), of many people (--bulk DIR), or frames
+    of a video or camera (NAME --video FILE_OR_CAMERA)."""
     from facecmp import enrol
 
-    if bulk is not None and name is not None:
-        raise FacecmpError("--bulk DIR takes no NAME or images")
+    if bulk is not None and (name is not None or video is not None):
+        raise FacecmpError("--bulk DIR takes no NAME, images or --video")
+    if video is not None:
+        if name is None or images:
+            raise FacecmpError("--video takes NAME and no images")
+        _enroll_video(db, name, video, frames, every, max_frames, not no_append, model, detector)
+        return
+    if every is not None or max_frames is not None:
+        raise FacecmpError("--every and --max-frames go with --video")
     if bulk is None and (name is None or not images):
-        raise FacecmpError("give NAME and at least one image or folder, or --bulk DIR")
+        raise FacecmpError("give NAME and at least one image or folder, --bulk DIR, or NAME --video FILE_OR_CAMERA")
     files = [] if bulk is not None else _image_files(images)
     with _open(db, create=True) as gallery:
         if bulk is not None:
@@ -70,6 +85,21 @@ def enroll(db, name, images, bulk, no_append, model, detector) -> None:
         else:
             outcomes = enrol.enroll(gallery, name, files, model, not no_append, detector)
     _report(outcomes, db)
+
+
+def _enroll_video(db, name, video, frames, every, max_frames, append, model, detector) -> None:
+    """enroll --video: the library's capture, a line on what it read and kept, then the report."""
+    from facecmp.capture import enroll_video
+
+    with _open(db, create=True) as gallery:
+        outcomes, found = enroll_video(gallery, name, video, model, frames, every, max_frames, append,
+                                       detector, progress=True)
+    click.echo(found.summary(), err=True)
+    if found.stopped:
+        click.echo(f"note: {found.stopped}", err=True)
+    _report(outcomes, db)
+    if not outcomes:
+        sys.exit(3 if found.frames_analysed and found.no_face == found.frames_analysed else 1)
 
 
 def _face_line(r) -> str:
@@ -224,9 +254,11 @@ def stats(db, as_json) -> None:
 @click.argument("name")
 @friendly
 def remove(db, name) -> None:
-    """Remove a person and all their photos."""
+    """Remove a person and all their photos (and the gallery's own copies: DB.photos/)."""
+    from facecmp.photostore import remove_person
+
     with _open(db) as g:
-        n = g.remove(name)
+        n = remove_person(g, name)
     click.echo(f"removed {name} ({_plural(n, 'photo', 'photos')}) from {db}")
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import io
 import logging
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import AsyncIterator, Callable
@@ -39,6 +37,7 @@ from facecmp import enrol
 from facecmp.errors import FacecmpError, ImageError, ModelError, NoFaceError
 from facecmp.gallery import Gallery
 from facecmp.images import max_pixels, to_rgb
+from facecmp.photostore import drop_photo, photos_dir, remove_person, store_photo
 
 WEB = Path(__file__).with_name("web")
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "PPM": ".ppm", "BMP": ".bmp", "WEBP": ".webp",
@@ -118,7 +117,7 @@ class Galleries:
 
     def __init__(self, path: Optional[Path]) -> None:
         self.path = None if path is None else Path(path).resolve()
-        self.photos = None if path is None else self.path.with_name(self.path.name + ".photos")
+        self.photos = None if path is None else photos_dir(self.path)
         self._local = threading.local()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,27 +134,6 @@ class Galleries:
         if getattr(self._local, "gallery", None) is None:
             self._local.gallery = Gallery(self.path, create=True)
         return self._local.gallery
-
-    def store(self, data: bytes, suffix: str) -> tuple[Path, bool]:
-        """Keep a photo under DB.photos/<sha256><suffix>; whether this call created the file."""
-        self.photos.mkdir(parents=True, exist_ok=True)
-        path = self.photos / (hashlib.sha256(data).hexdigest() + suffix)
-        fd, part = tempfile.mkstemp(dir=self.photos, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.link(part, path)  # atomic: a concurrent upload of the same bytes sees all or nothing
-            return path, True
-        except FileExistsError:
-            return path, False
-        finally:
-            os.unlink(part)
-
-    def drop(self, gallery: Gallery, path: Path) -> None:
-        """Delete a stored photo that no gallery row names (the server's own files only)."""
-        row = gallery.db.execute("SELECT 1 FROM images WHERE path = ?", (str(path),)).fetchone()
-        if row is None and path.parent == self.photos:
-            path.unlink(missing_ok=True)
 
 
 def create_app(gallery: Optional[str | Path] = None, token: Optional[str] = None,
@@ -258,13 +236,13 @@ def create_app(gallery: Optional[str | Path] = None, token: Optional[str] = None
         photos = [decode(f) for f in images]  # every upload judged before any is stored
         outcomes = []
         for _, data, filename, fmt in photos:
-            path, created = galleries.store(data, FORMATS.get(fmt, ".img"))
+            path, created = store_photo(galleries.photos, data, FORMATS.get(fmt, ".img"))
             o = None
             try:
                 o = enrol.enroll(g, name, [path])[0]
             finally:  # a photo not enrolled (or an error) leaves nothing behind
                 if created and (o is None or o.status != "added"):
-                    galleries.drop(g, path)
+                    drop_photo(g, path)
             note = o.note.replace(str(path), filename) if o.note else None
             outcomes.append({"file": filename, "status": o.status, "note": note})
         added = sum(o["status"] == "added" for o in outcomes)
@@ -290,12 +268,7 @@ def create_app(gallery: Optional[str | Path] = None, token: Optional[str] = None
         g = galleries.get()
         if not g.has_person(name):
             raise HTTPException(404, f"no person named {name!r} in the gallery")
-        paths = [Path(r[0]) for r in g.db.execute("SELECT i.path FROM images i JOIN people p ON "
-                                                   "p.id = i.person_id WHERE p.name = ?", (name,))]
-        removed = g.remove(name)
-        for path in paths:
-            galleries.drop(g, path)
-        return {"removed": name, "images": removed}
+        return {"removed": name, "images": remove_person(g, name)}
 
     @app.delete("/api/gallery/{name}", dependencies=[Depends(authorized)])
     async def remove(name: str) -> dict:
