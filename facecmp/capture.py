@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from facecmp.enrol import Outcome, enroll
+from facecmp.enrol import Outcome
 from facecmp.errors import FacecmpError
 from facecmp.faces import analyze
-from facecmp.photostore import drop_photo, photos_dir, store_photo
+from facecmp.gallery_index import normalized
+from facecmp.photostore import enroll_photo
 from facecmp.video import VideoError, open_video
 
 if TYPE_CHECKING:
@@ -63,10 +64,6 @@ class Capture:
                 f"{len(self.kept)} (frames {kept})" + (f"; passed over {', '.join(why)}" if why else ""))
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
-
-
 def enroll_video(gallery: Gallery, name: str, source: str | Path | int, model: FaceModel | str | Path | None = None,
                  count: int = 5, every: int | None = None, max_frames: int | None = None,
                  append: bool = True, detector: str | None = None,
@@ -92,7 +89,6 @@ def enroll_video(gallery: Gallery, name: str, source: str | Path | int, model: F
     found = Capture(label)
     outcomes: list[Outcome] = []
     kept: list[np.ndarray] = []
-    folder = photos_dir(gallery.path)
     started = time.monotonic()
     try:
         while len(kept) < count and (max_frames is None or found.frames_read < max_frames):
@@ -110,8 +106,8 @@ def enroll_video(gallery: Gallery, name: str, source: str | Path | int, model: F
                 found.no_face += not faces
                 found.several_faces += len(faces) > 1
                 continue
-            v = _unit(faces[0].embedding)
-            if kept and 1.0 - float(v @ _unit(np.mean(kept, axis=0))) > limit:
+            v = normalized(faces[0].embedding[None])[0]
+            if kept and 1.0 - float(v @ normalized(np.mean(kept, axis=0)[None])[0]) > limit:
                 found.other_person += 1
                 continue
             if kept and max(float(v @ k) for k in kept) > 1.0 - MIN_SPREAD:
@@ -120,13 +116,7 @@ def enroll_video(gallery: Gallery, name: str, source: str | Path | int, model: F
             ok, png = cv2.imencode(".png", bgr)
             if not ok:
                 raise VideoError(f"{label}: frame {frame} could not be encoded as PNG")
-            path, created = store_photo(folder, png.tobytes(), ".png")
-            outcome = None
-            try:
-                outcome = enroll(gallery, name, [path], fm, True, detector)[0]
-            finally:  # a frame not enrolled (or an error) leaves no file behind
-                if created and (outcome is None or outcome.status != "added"):
-                    drop_photo(gallery, path)
+            outcome = enroll_photo(gallery, name, png.tobytes(), ".png", fm, detector)
             outcomes.append(Outcome(outcome.path, outcome.status, outcome.name,
                                     f"frame {frame}: {outcome.note}" if outcome.note else None))
             if outcome.name == name and outcome.status != "failed":  # added, or by an earlier run

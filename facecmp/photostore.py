@@ -8,8 +8,13 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from facecmp.enrol import Outcome, enroll
 from facecmp.gallery import Gallery
+
+if TYPE_CHECKING:
+    from facecmp.api import FaceModel
 
 
 def photos_dir(gallery_path: str | Path) -> Path:
@@ -49,3 +54,17 @@ def remove_person(gallery: Gallery, name: str) -> int:
     for path in paths:
         drop_photo(gallery, path)
     return removed
+
+
+def enroll_photo(gallery: Gallery, name: str, data: bytes, suffix: str,
+                 model: FaceModel | str | Path | None = None, detector: str | None = None) -> Outcome:
+    """Keep a photo's bytes in DB.photos/ and enrol them under name (enrol.enroll, appending);
+    the file stays only if this photo was added."""
+    path, created = store_photo(photos_dir(gallery.path), data, suffix)
+    outcome = None
+    try:
+        outcome = enroll(gallery, name, [path], model, True, detector)[0]
+    finally:  # a photo not enrolled (or an error) leaves nothing behind
+        if created and (outcome is None or outcome.status != "added"):
+            drop_photo(gallery, path)
+    return outcome

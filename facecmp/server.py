@@ -33,11 +33,10 @@ from PIL import Image, UnidentifiedImageError
 from starlette.exceptions import HTTPException
 
 import facecmp
-from facecmp import enrol
 from facecmp.errors import FacecmpError, ImageError, ModelError, NoFaceError
 from facecmp.gallery import Gallery
 from facecmp.images import max_pixels, to_rgb
-from facecmp.photostore import drop_photo, photos_dir, remove_person, store_photo
+from facecmp.photostore import enroll_photo, remove_person
 
 WEB = Path(__file__).with_name("web")
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "PPM": ".ppm", "BMP": ".bmp", "WEBP": ".webp",
@@ -117,7 +116,6 @@ class Galleries:
 
     def __init__(self, path: Optional[Path]) -> None:
         self.path = None if path is None else Path(path).resolve()
-        self.photos = None if path is None else photos_dir(self.path)
         self._local = threading.local()
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,14 +234,8 @@ def create_app(gallery: Optional[str | Path] = None, token: Optional[str] = None
         photos = [decode(f) for f in images]  # every upload judged before any is stored
         outcomes = []
         for _, data, filename, fmt in photos:
-            path, created = store_photo(galleries.photos, data, FORMATS.get(fmt, ".img"))
-            o = None
-            try:
-                o = enrol.enroll(g, name, [path])[0]
-            finally:  # a photo not enrolled (or an error) leaves nothing behind
-                if created and (o is None or o.status != "added"):
-                    drop_photo(g, path)
-            note = o.note.replace(str(path), filename) if o.note else None
+            o = enroll_photo(g, name, data, FORMATS.get(fmt, ".img"))
+            note = o.note.replace(o.path, filename) if o.note else None
             outcomes.append({"file": filename, "status": o.status, "note": note})
         added = sum(o["status"] == "added" for o in outcomes)
         failed = [o for o in outcomes if o["status"] == "failed"]
